@@ -1,0 +1,80 @@
+"""The one small interface every model offers and every task uses.
+
+Tasks never import model classes: they receive an object with these methods.
+A new variant plugs in by subclassing `DiffusionAutoencoder` (or by wrapping a
+foreign model in a small adapter that does), and registering a factory.
+
+All image tensors are float in [-1, 1], shape (B, C, H, W). Methods take and
+return batches on the model's device; callers stream data in batches.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from .errors import BenchError
+
+
+class NoSemanticLatent(BenchError):
+    """Asked for z_sem from a model that has none (e.g. the DDIM baseline)."""
+
+
+class DiffusionAutoencoder(nn.Module, ABC):
+    """What a task may ask of a model.
+
+    Subclasses set `kind` (registry name), `latent_type` ("continuous",
+    "binary", or None for a model without a semantic latent) and `z_dim`.
+    """
+
+    kind: str = "abstract"
+    latent_type: str | None = None  # "continuous" (Diff-AE), "binary" (DMZ), None (DDIM)
+    z_dim: int = 0  # width of the semantic code; 0 without one
+
+    @property
+    def has_semantic_latent(self) -> bool:
+        return self.latent_type is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    @abstractmethod
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images the model takes and makes."""
+
+    # -- semantic code -----------------------------------------------------
+    def encode(self, x0: torch.Tensor) -> torch.Tensor:
+        """The deterministic semantic code z of clean images, (B, z_dim)."""
+        raise NoSemanticLatent(f"the {self.kind} model has no semantic latent z_sem")
+
+    def sample_latent(self, n: int, T_latent: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw n codes from the model's latent prior (latent DDIM, Bernoulli, ...)."""
+        raise NoSemanticLatent(f"the {self.kind} model has no semantic latent to sample")
+
+    # -- stochastic part -----------------------------------------------------
+    @abstractmethod
+    def encode_stochastic(self, x0: torch.Tensor, T: int, z: torch.Tensor | None = None) -> torch.Tensor:
+        """x_T by DDIM inversion with T steps (conditioned on z where the model has one)."""
+
+    @abstractmethod
+    def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int) -> torch.Tensor:
+        """Images from (z, x_T) by T-step DDIM; z is None for models without one."""
+
+    # -- generation ------------------------------------------------------------
+    def sample(self, n: int, T: int, T_latent: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Unconditional samples: z from the latent prior, x_T ~ N(0, I), decode."""
+        z = self.sample_latent(n, T_latent, generator) if self.has_semantic_latent else None
+        return self.decode(z, self.noise(n, generator), T)
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_T ~ N(0, I), drawn on the CPU generator for device-independent seeds."""
+        return torch.randn((n, *self.image_shape), generator=generator).to(self.device)
+
+    # -- identity --------------------------------------------------------------
+    def describe(self) -> dict:
+        """What a result record says about the model (overridden to add config)."""
+        return {"kind": self.kind, "latent_type": self.latent_type, "z_dim": self.z_dim}

@@ -1,0 +1,131 @@
+"""Model registry: build a model from a preset, or load one from a run directory.
+
+A run directory (written by `bench train`) holds
+  config.json              what was trained and how (human-readable copy)
+  checkpoint.safetensors   stage 1: EMA + online weights, optimizer, RNG, meta
+  latent.safetensors       stage 2 (Diff-AE only): the latent DDIM, tied by
+                           sha256 to the stage-1 checkpoint it was fitted on
+Evaluation uses the EMA weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .checkpoint import file_sha256, from_dict, load_checkpoint, load_state_strict, split_prefix
+from .diffae import DiffAE, DiffAEConfig
+from .errors import CheckpointError
+from .interface import DiffusionAutoencoder
+from .presets import Preset
+from .registry import Registry
+
+CHECKPOINT = "checkpoint.safetensors"
+LATENT_CHECKPOINT = "latent.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    name: str  # registry name, e.g. "diffae"
+    cls: type  # a DiffusionAutoencoder subclass taking config_cls
+    config_cls: type  # frozen dataclass describing the architecture
+    from_preset: Callable[[Preset], object]  # preset (already sized for the data) -> config
+    description: str  # one line for `bench ls models`
+    latent_stage: bool = False  # has a second training stage (latent DDIM)
+    latent_keys: tuple[str, ...] = ()  # state-dict prefixes that stage 2 writes
+
+
+MODELS: Registry[ModelKind] = Registry("model")
+
+MODELS.add("diffae", ModelKind(
+    name="diffae",
+    cls=DiffAE,
+    config_cls=DiffAEConfig,
+    from_preset=lambda p: DiffAEConfig(unet=p.unet, encoder=p.encoder, latent=p.latent),
+    description="Diff-AE: semantic encoder + AdaGN-conditioned DDIM + latent DDIM (Preechakul et al. 2022)",
+    latent_stage=True,
+    latent_keys=("latent_net.", "z_mean", "z_std", "latent_trained"),
+))
+
+_loaded_plugins = False
+
+
+def _load_plugins() -> None:
+    """Built-in baselines, then third-party models from the 'diffae_bench.models' entry points."""
+    global _loaded_plugins
+    if _loaded_plugins:
+        return
+    _loaded_plugins = True
+    from . import baselines  # noqa: F401  (registers ddim, dmz)
+
+    for ep in entry_points(group="diffae_bench.models"):
+        kind = ep.load()
+        if kind.name not in MODELS:
+            MODELS.add(kind.name, kind)
+
+
+def get_kind(name: str) -> ModelKind:
+    _load_plugins()
+    return MODELS.get(name)
+
+
+def model_names() -> list[str]:
+    _load_plugins()
+    return MODELS.names()
+
+
+def build_model(name: str, preset: Preset) -> DiffusionAutoencoder:
+    kind = get_kind(name)
+    return kind.cls(kind.from_preset(preset))
+
+
+def build_from_meta(meta: dict) -> tuple[ModelKind, DiffusionAutoencoder]:
+    kind = get_kind(meta["model"])
+    cfg = from_dict(kind.config_cls, meta["model_config"])
+    return kind, kind.cls(cfg)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p} (expected a run directory from `bench train` or a .safetensors file)")
+    return p
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", require_latent: bool = False) -> DiffusionAutoencoder:
+    """Load a trained model (EMA weights) from a run directory or checkpoint file."""
+    ckpt = resolve_checkpoint(path)
+    tensors, meta = load_checkpoint(ckpt)
+    if "model" not in meta or "model_config" not in meta:
+        raise CheckpointError(f"{ckpt} is not a diffae_bench checkpoint (no model/model_config in its metadata)")
+    kind, model = build_from_meta(meta)
+    load_state_strict(model, split_prefix(tensors, "ema"), f"checkpoint {ckpt}")
+    sha = file_sha256(ckpt)
+    fingerprint = [sha]
+    latent_path = ckpt.parent / LATENT_CHECKPOINT
+    if kind.latent_stage and latent_path.is_file():
+        lt, lmeta = load_checkpoint(latent_path)
+        if lmeta.get("autoencoder_sha256") != sha:
+            raise CheckpointError(
+                f"{latent_path} was fitted on a different autoencoder checkpoint than {ckpt.name}; "
+                "re-run `bench train --stage latent`"
+            )
+        latent_state = split_prefix(lt, "ema")
+        own = {k: v for k, v in model.state_dict().items() if k.startswith(kind.latent_keys)}
+        if set(latent_state) != set(own):
+            raise CheckpointError(f"{latent_path} does not match the model's latent DDIM")
+        model.load_state_dict({**model.state_dict(), **latent_state})
+        fingerprint.append(file_sha256(latent_path))
+    elif require_latent and kind.latent_stage:
+        raise CheckpointError(f"{ckpt.parent} has no {LATENT_CHECKPOINT}; run `bench train --stage latent --out {ckpt.parent}`")
+    model.checkpoint_path = str(ckpt)
+    model.checkpoint_sha256 = hashlib.sha256("+".join(fingerprint).encode()).hexdigest() if len(fingerprint) > 1 else sha
+    model.train_meta = meta
+    return model.to(device).eval()

@@ -1,0 +1,1 @@
+"""Benchmark tasks, one file each (installed as diffae_bench.tasks)."""

@@ -59,6 +59,10 @@ def train(
     typer.echo(f"done: step {summary['step']}, loss {summary['loss_ema']:.4f}{speed} -> {summary['checkpoint']}")
 
 
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
+
+
 @app.command("ls")
 def ls(what: str = typer.Argument(..., help="models, presets or datasets")):
     """List registered models, presets or data sets."""
@@ -71,7 +75,7 @@ def ls(what: str = typer.Argument(..., help="models, presets or datasets")):
     lists.add("models", lambda: [(n, get_kind(n).description) for n in model_names()])
     lists.add("presets", lambda: [(n, f"{p.image_size}px, decoder {p.unet.base_channels}ch x {p.unet.channel_mult}, "
                                       f"z_dim {p.encoder.z_dim}") for n, p in ((n, PRESETS.get(n)) for n in PRESETS)])
-    lists.add("datasets", lambda: [(n, (DATASETS.get(n).__doc__ or "").strip().splitlines()[0]) for n in DATASETS])
+    lists.add("datasets", lambda: [(n, _first_line(sys.modules[DATASETS.get(n).__module__].__doc__)) for n in DATASETS])
     for name, desc in lists.get(what)():
         typer.echo(f"{name:12s} {desc}")
 

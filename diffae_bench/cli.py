@@ -64,20 +64,68 @@ def _first_line(doc: str | None) -> str:
 
 
 @app.command("ls")
-def ls(what: str = typer.Argument(..., help="models, presets or datasets")):
-    """List registered models, presets or data sets."""
+def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets")):
+    """List registered tasks, models, presets or data sets."""
     from .data import DATASETS
     from .models import get_kind, model_names
     from .presets import PRESETS
     from .registry import Registry
+    from .task import get_task, task_names
 
     lists = Registry("list")
+    lists.add("tasks", lambda: [(n, f"v{get_task(n).version}  {get_task(n).description}") for n in task_names()])
     lists.add("models", lambda: [(n, get_kind(n).description) for n in model_names()])
     lists.add("presets", lambda: [(n, f"{p.image_size}px, decoder {p.unet.base_channels}ch x {p.unet.channel_mult}, "
                                       f"z_dim {p.encoder.z_dim}") for n, p in ((n, PRESETS.get(n)) for n in PRESETS)])
     lists.add("datasets", lambda: [(n, _first_line(sys.modules[DATASETS.get(n).__module__].__doc__)) for n in DATASETS])
     for name, desc in lists.get(what)():
         typer.echo(f"{name:12s} {desc}")
+
+
+@app.command()
+def run(
+    task: str = typer.Option(..., help="comma-separated tasks (bench ls tasks)"),
+    model: str = typer.Option(..., help="comma-separated run directories from `bench train`, or module:factory"),
+    dataset: Optional[str] = typer.Option(None, help="data set (default: the one the first model was trained on)"),
+    data_root: Optional[str] = typer.Option(None, help="folder holding the data set's files"),
+    limit: Optional[int] = typer.Option(None, help="at most N images per split for every task (quick runs)"),
+    steps: Optional[str] = typer.Option(None, help="comma-separated T values for tasks that take them, e.g. 10,20"),
+    seed: int = typer.Option(0, help="seeds noise, probe draws and bootstrap resamples"),
+    out: Optional[str] = typer.Option(None, help="run directory for records and figures (default runs/bench/<time>)"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    batch_size: int = typer.Option(64, help="images per network batch"),
+    set_: list[str] = typer.Option([], "--set", help="task option, e.g. --set reconstruction.n_images=64 (repeatable)"),
+    leaderboard: Optional[str] = typer.Option(None, help="append the records' rows to this CSV (e.g. results/leaderboard.csv)"),
+    cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $DIFFAE_BENCH_CACHE or ~/.cache/diffae_bench)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything, store nothing"),
+    fmt: str = typer.Option("terminal", "--format", help="table format: terminal, markdown, csv, latex"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+    all_metrics: bool = typer.Option(False, help="print every metric, not only the main ones (bench table RUN_DIR does too)"),
+):
+    """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
+    from .runner import RunOptions, parse_task_options, run as run_tasks
+
+    try:
+        steps_t = tuple(int(s) for s in steps.split(",")) if steps else None
+    except ValueError:
+        raise BenchError(f"--steps expects comma-separated integers, got '{steps}'") from None
+    opts = RunOptions(tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
+                      models=tuple(m.strip() for m in model.split(",") if m.strip()), dataset=dataset,
+                      data_root=data_root, limit=limit, steps=steps_t, seed=seed, out=out, device=device,
+                      batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
+                      task_options=parse_task_options(set_), progress=not quiet)
+    out_dir, records = run_tasks(opts)
+    from .records import record_rows
+    from .tables import render, rows_frame
+
+    typer.echo(render(rows_frame([r for rec in records for r in record_rows(rec)]), fmt, main_only=not all_metrics))
+    for rec in records:
+        for note in rec["notes"]:
+            typer.echo(f"note [{rec['task']['name']} / {rec['model']['label']}]: {note}", err=True)
+    hits = sum(r["cache"]["hits"] for r in records)
+    misses = sum(r["cache"]["misses"] for r in records)
+    wall = sum(r["wall_s"] for r in records)
+    typer.echo(f"{len(records)} record(s) in {out_dir} ({wall:.1f} s; cache: {hits} hit(s), {misses} computed)", err=True)
 
 
 @app.command()
@@ -106,6 +154,11 @@ def demo(
     from .demo import run_demo
 
     run_demo(preset=preset, steps=steps, latent_steps=latent_steps, out=out, device=device)
+
+
+from .cli_results import register as _register_results  # noqa: E402  (table, compare, leaderboard)
+
+_register_results(app)
 
 
 def main() -> None:

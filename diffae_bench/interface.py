@@ -55,6 +55,32 @@ class DiffusionAutoencoder(nn.Module, ABC):
         """Draw n codes from the model's latent prior (latent DDIM, Bernoulli, ...)."""
         raise NoSemanticLatent(f"the {self.kind} model has no semantic latent to sample")
 
+    def representations(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named codes of clean images for probes, each (B, D); {} without a semantic latent.
+
+        Diff-AE gives {"z_sem": ...}; the DMZ-style model its soft (probability)
+        code and its hard bits. The inverted x_T, pixels and controls are added
+        by the tasks themselves, for every model alike.
+        """
+        return {"z_sem": self.encode(x0)} if self.has_semantic_latent else {}
+
+    def latent_paths(self, z_a: torch.Tensor, z_b: torch.Tensor, n_points: int) -> dict[str, torch.Tensor]:
+        """Paths between codes z_a[i] and z_b[i]: name -> (n_points, B, z_dim), ends included.
+
+        Continuous latents: linear interpolation (Diff-AE lerps z_sem, paper
+        Sec. 5.1). Other latents override (the DMZ-style model adds a Hamming path).
+        """
+        w = torch.linspace(0, 1, n_points, device=z_a.device, dtype=z_a.dtype).view(-1, 1, 1)
+        return {"lerp": (1 - w) * z_a + w * z_b}
+
+    def fit_prior(self, train_codes: torch.Tensor) -> None:
+        """Give the latent prior the training set's codes (encode() of the train split).
+
+        A no-op for models whose prior is a trained network (Diff-AE's latent
+        DDIM); models with data-derived priors (empirical bit frequencies,
+        re-used codes) need it before sample_latent.
+        """
+
     # -- stochastic part -----------------------------------------------------
     @abstractmethod
     def encode_stochastic(self, x0: torch.Tensor, T: int, z: torch.Tensor | None = None) -> torch.Tensor:

@@ -52,11 +52,28 @@ class EncoderConfig:
     num_heads: int = 1  # attention heads
     dropout: float = 0.1  # dropout inside ResBlocks
     z_dim: int = 512  # output width d (512 in the paper)
+    head_channels_per_group: int = 16  # GroupNorm before pooling: channels a group (paper: 512 ch / 32 groups)
 
 
 def norm(ch: int) -> nn.GroupNorm:
     """GroupNorm with 32 groups, fewer for layers narrower than 32 channels."""
     return nn.GroupNorm(math.gcd(32, ch), ch)
+
+
+def head_norm(ch: int, channels_per_group: int) -> nn.GroupNorm:
+    """The encoder head's GroupNorm, keeping the paper's channels per group (16) in narrow encoders.
+
+    With 32 groups a 32-channel head has one channel a group: GroupNorm then
+    removes every channel's spatial mean, and the globally pooled code that
+    follows is almost the same for every image. Measured on the tiny preset at
+    init: z varied across images by 0.01 against a mean |z| of 0.2, and the
+    decoder had not begun to use z after 400 training steps. The paper's
+    512-channel head (32 groups of 16) is unchanged by this rule.
+    """
+    groups = max(1, min(32, ch // channels_per_group))
+    while ch % groups:
+        groups -= 1
+    return nn.GroupNorm(groups, ch)
 
 
 def zero_module(m: nn.Module) -> nn.Module:
@@ -250,7 +267,7 @@ class SemanticEncoder(nn.Module):
                 res //= 2
         blocks += [block(ch, ch, True), block(ch, ch, False)]  # middle block
         self.blocks = nn.ModuleList(blocks)
-        self.out = nn.Sequential(norm(ch), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(ch, cfg.z_dim, 1), nn.Flatten())
+        self.out = nn.Sequential(head_norm(ch, cfg.head_channels_per_group), nn.SiLU(), nn.AdaptiveAvgPool2d(1), nn.Conv2d(ch, cfg.z_dim, 1), nn.Flatten())
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x0)

@@ -1,0 +1,90 @@
+"""`bench table`, `bench compare`, `bench leaderboard`: the commands that read result records.
+
+Kept out of cli.py so they load no model code; cli.py adds them with
+`register(app)`. BenchError propagates to cli.main, which prints one line and
+exits 2; `bench compare` exits 1 (not 2) when a main metric regressed, so CI
+can tell "worse" from "could not compare".
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+class TableFormat(str, Enum):
+    terminal = "terminal"
+    markdown = "markdown"
+    csv = "csv"
+    latex = "latex"
+
+
+class CIStyle(str, Enum):
+    pm = "pm"
+    interval = "interval"
+
+
+def _write_or_echo(text: str, out: Optional[str]) -> None:
+    if out is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    from .checkpoint import atomic_write_bytes
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write_bytes(Path(out), write)
+    typer.echo(f"wrote {out}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the result commands to a typer app (the `bench` app, or a test's)."""
+
+    @app.command("table")
+    def table(
+        paths: List[str] = typer.Argument(..., help="record files, run directories, or leaderboard CSVs"),
+        fmt: TableFormat = typer.Option(TableFormat.terminal, "--format", "-f", help="terminal, markdown, csv, latex"),
+        main_only: bool = typer.Option(False, "--main-only", help="only the main metrics"),
+        task: Optional[str] = typer.Option(None, "--task", help="only this task"),
+        ci: CIStyle = typer.Option(CIStyle.pm, "--ci", help="pm: value ± half-width; interval: value [lo, hi]"),
+        out: Optional[str] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
+    ):
+        """Results as a table: one row per (data set, model), one column per metric (csv: the long rows)."""
+        from .tables import load_rows, render
+
+        _write_or_echo(render(load_rows(paths), fmt.value, main_only=main_only, task=task, ci_style=ci.value), out)
+
+    @app.command("compare")
+    def compare(
+        new: List[str] = typer.Argument(..., help="new results: record files, run directories, or CSVs"),
+        baseline: str = typer.Option(..., "--baseline", help="baseline results: a record, run directory, or CSV"),
+        tolerance: float = typer.Option(0.0, "--tolerance", help="extra slack beyond the baseline's CI"),
+        baseline_model: Optional[str] = typer.Option(None, "--baseline-model",
+                                                     help="compare every new model against this baseline model"),
+    ):
+        """Regression gate: exit 1 if a main metric got worse beyond the baseline's CI (+ tolerance), 2 if incomparable."""
+        from .compare import compare_rows, format_diff, verdict
+        from .tables import load_rows
+
+        diff, n_regressions = compare_rows(load_rows(new), load_rows([baseline]), tolerance, baseline_model)
+        typer.echo(format_diff(diff))
+        typer.echo(verdict(diff, n_regressions, tolerance))
+        if n_regressions:
+            raise typer.Exit(1)
+
+    @app.command("leaderboard")
+    def leaderboard(
+        paths: List[str] = typer.Argument(..., help="record files and run directories (the records are the truth)"),
+        out: str = typer.Option("results/leaderboard.csv", "--out", help="leaderboard CSV to (re)write"),
+        markdown: Optional[str] = typer.Option(None, "--markdown", help="also write the main metrics as Markdown"),
+    ):
+        """Regenerate a leaderboard CSV (and Markdown) from result records."""
+        from .leaderboard import build_leaderboard
+
+        rows = build_leaderboard(paths, out, markdown)
+        typer.echo(f"{out}: {rows['record_id'].nunique()} records, {len(rows)} rows"
+                   + (f"; {markdown}" if markdown else ""))

@@ -1,0 +1,174 @@
+"""EvalContext: what a task may ask for, computed once and cached by content.
+
+Tasks never touch model classes or loaders directly: they ask the context for
+images, attributes, codes, inverted x_T and decodings of the first n images of
+a split. The context streams the work in batches (progress bars, flat memory),
+and stores results in the on-disk Cache under keys made of the model
+fingerprint, the data set's content hash, the split, n, T, the seed and the
+numeric mode, so a second `bench run` is served from disk and a changed
+checkpoint never is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .cache import Cache
+from .data import ImageDataset, load_dataset
+from .errors import DataError
+from .interface import DiffusionAutoencoder
+
+
+def model_fingerprint(model: DiffusionAutoencoder) -> str:
+    """sha256 of the checkpoint file(s) when loaded from disk, else of the weights and config."""
+    sha = getattr(model, "checkpoint_sha256", None)
+    if sha:
+        return sha
+    h = hashlib.sha256(repr(model.describe()).encode())
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class EvalContext:
+    model: DiffusionAutoencoder  # the model under test (eval mode, on `device`)
+    dataset_name: str  # registry name of the data set
+    data_root: str | None = None  # folder of the data set's files (None: the usual places)
+    seed: int = 0  # seeds every random draw a task makes (noise x_T, probe splits, bootstrap)
+    limit: int | None = None  # cap on images per split (CLI --limit), applied to every request
+    batch_size: int = 64  # images per network batch
+    cache: Cache = field(default_factory=Cache)
+    out_dir: Path | None = None  # where tasks save figures
+    figure_prefix: str = ""  # file-name prefix for this (task, model, data set)
+    progress: bool = True  # tqdm bars on long loops
+    numeric_mode: str = "fp32"  # recorded with every number and in every cache key
+    pretrained_weights: dict = field(default_factory=dict)  # name -> {path, sha256} of weights used
+    used: dict = field(default_factory=dict)  # split -> images this task used (for the record)
+    _data: dict = field(default_factory=dict, repr=False)  # (split, size) -> ImageDataset, shared across tasks
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    # -- identity -------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.model)
+        return self._fingerprint
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # -- data -------------------------------------------------------------------
+    def dataset(self, split: str) -> ImageDataset:
+        """The split at the model's resolution (loaded once per context)."""
+        c, h, _ = self.model.image_shape
+        if (split, h) not in self._data:
+            ds = load_dataset(self.dataset_name, split, root=self.data_root, image_size=h)
+            if ds.image_shape[0] != c:
+                raise DataError(f"data set {self.dataset_name} has {ds.image_shape[0]} channels but the model takes {c}")
+            self._data[(split, h)] = ds
+        return self._data[(split, h)]
+
+    def n_images(self, split: str, wanted: int, minimum: int = 1) -> int:
+        """How many images a request gets: wanted, capped by --limit and the split's size."""
+        n = min(wanted, len(self.dataset(split)), self.limit or wanted)
+        if n < minimum:
+            raise DataError(f"{self.dataset_name}/{split}: {n} images available (after --limit), "
+                            f"at least {minimum} needed for this statistic")
+        self.used[split] = max(self.used.get(split, 0), n)
+        return n
+
+    def images(self, split: str, n: int) -> torch.Tensor:
+        """The first n images of a split, float32 in [-1, 1], on the CPU."""
+        return self.dataset(split).tensor(np.arange(n))
+
+    def attributes(self, split: str, n: int) -> pd.DataFrame:
+        return self.dataset(split).attributes.iloc[:n].reset_index(drop=True)
+
+    def data_info(self, split: str, n_used: int) -> dict:
+        ds = self.dataset(split)
+        return {"n_total": len(ds), "n_used": int(n_used), "content_hash": ds.content_hash(), "source": ds.source}
+
+    # -- cached model outputs ---------------------------------------------------------
+    def _key(self, split: str, n: int, **extra) -> dict:
+        return {"model": self.fingerprint, "data": self.dataset(split).content_hash(), "split": split, "n": n,
+                "numeric_mode": self.numeric_mode, **extra}
+
+    def _batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
+        """fn over batches of the inputs (first n rows), outputs concatenated on the CPU."""
+        outs = []
+        starts = range(0, n, self.batch_size)
+        bar = tqdm(starts, desc=desc, unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
+        for s in bar:
+            args = [x[s:s + self.batch_size].to(self.device) for x in inputs]
+            outs.append(fn(*args).float().cpu())
+        return torch.cat(outs)
+
+    def codes(self, split: str, n: int) -> dict[str, torch.Tensor]:
+        """model.representations() of the first n images: {} for a model without a semantic code."""
+        if not self.model.has_semantic_latent:
+            return {}
+
+        def compute():
+            x = self.images(split, n)
+            names = list(self.model.representations(x[:1].to(self.device)))
+            stacked = self._batched(f"encode {split}", n,
+                                    lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1), x)
+            widths = [v.shape[1] for v in self.model.representations(x[:1].to(self.device)).values()]
+            return dict(zip(names, stacked.split(widths, dim=1)))
+
+        return self.cache.get_or_compute("codes", self._key(split, n), compute)
+
+    def z(self, split: str, n: int) -> torch.Tensor:
+        """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""
+        key = self._key(split, n)
+        return self.cache.get_or_compute(
+            "z", key, lambda: {"z": self._batched(f"encode {split}", n, self.model.encode, self.images(split, n))})["z"]
+
+    def x_T(self, split: str, n: int, T: int) -> torch.Tensor:
+        """DDIM-inverted x_T with T steps (the stochastic encoder), conditioned on z where the model has one."""
+        def compute():
+            x = self.images(split, n)
+            if self.model.has_semantic_latent:
+                z = self.z(split, n)
+                fn = lambda xb, zb: self.model.encode_stochastic(xb, T, zb)
+                return {"x_T": self._batched(f"invert T={T} {split}", n, fn, x, z)}
+            return {"x_T": self._batched(f"invert T={T} {split}", n, lambda xb: self.model.encode_stochastic(xb, T), x)}
+
+        return self.cache.get_or_compute("x_T", self._key(split, n, T=T), compute)["x_T"]
+
+    def noise(self, n: int, stream: str) -> torch.Tensor:
+        """x_T ~ N(0, I) for n images, from a CPU generator seeded by (seed, stream): device independent."""
+        g = torch.Generator().manual_seed(int(hashlib.sha256(f"{self.seed}/{stream}".encode()).hexdigest()[:8], 16))
+        return torch.randn((n, *self.model.image_shape), generator=g)
+
+    def reconstruction(self, split: str, n: int, T: int, x_T_source: str) -> torch.Tensor:
+        """decode(z, x_T, T) of the first n images; x_T inferred by inversion ('inferred') or drawn ('random')."""
+        if x_T_source not in ("inferred", "random"):
+            raise ValueError(x_T_source)
+
+        def compute():
+            x_T = self.x_T(split, n, T) if x_T_source == "inferred" else self.noise(n, f"recon/{split}")
+            desc = f"decode T={T} {x_T_source} {split}"
+            if self.model.has_semantic_latent:
+                return {"x0": self._batched(desc, n, lambda zb, xb: self.model.decode(zb, xb, T), self.z(split, n), x_T)}
+            return {"x0": self._batched(desc, n, lambda xb: self.model.decode(None, xb, T), x_T)}
+
+        extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
+        return self.cache.get_or_compute("recon", self._key(split, n, **extra), compute)["x0"]
+
+    # -- figures ---------------------------------------------------------------------
+    def figure_path(self, name: str) -> Path | None:
+        """Where to save a figure (None when the run keeps no figures)."""
+        if self.out_dir is None:
+            return None
+        return Path(self.out_dir) / f"{self.figure_prefix}{name}"

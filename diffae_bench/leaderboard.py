@@ -1,0 +1,89 @@
+"""Leaderboards: CSV (and Markdown) generated from result records, never edited by hand.
+
+Records are the single source of truth; a leaderboard CSV is a cache of their
+long rows. Two runs may finish at once and append to the same CSV, so every
+update happens under an exclusive flock on a sidecar `<csv>.lock` (the CSV
+itself is replaced, so it cannot carry the lock) and is written to a temp file
+and renamed: a reader sees the old file or the new one, never half of one,
+and no writer's rows are lost.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from .checkpoint import atomic_write_bytes
+from .errors import BenchError
+from .records import find_records, load_record, record_rows
+from .tables import records_under, read_rows_csv, render, rows_frame, rows_to_csv, sort_rows
+
+MARKDOWN_HEADER = ("# Leaderboard\n\nGenerated from result records by `bench leaderboard`; do not edit by hand.\n"
+                   "Main metrics only; `bench table` shows all of them.\n\n")
+
+
+@contextmanager
+def _locked(csv_path: Path):
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path.with_name(csv_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the writer dies
+        yield
+
+
+def _write_text(path: Path, text: str) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write_bytes(path, write)
+
+
+def _rows_of(records: list[dict]) -> pd.DataFrame:
+    return rows_frame([row for rec in records for row in record_rows(rec)])
+
+
+def append_records(csv_path: str | Path, records: list[dict]) -> pd.DataFrame:
+    """Add the rows of records to the CSV; rows of an earlier run of the same measurement (record_id) are replaced."""
+    csv_path = Path(csv_path)
+    new = _rows_of(records)
+    with _locked(csv_path):
+        if csv_path.exists():
+            old = read_rows_csv(csv_path)
+            old = old[~old["record_id"].isin(set(new["record_id"]))]
+            merged = pd.concat([old, new], ignore_index=True) if len(old) else new
+        else:
+            merged = new
+        merged = sort_rows(merged)
+        _write_text(csv_path, rows_to_csv(merged))
+    return merged
+
+
+def _collect_records(paths) -> list[dict]:
+    records = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            records += records_under(p)
+        elif p.suffix.lower() == ".csv":
+            raise BenchError(f"{p} is a CSV; a leaderboard is rebuilt from record files and run directories only")
+        else:
+            records += [load_record(q) for q in find_records([p])]
+    return records
+
+
+def build_leaderboard(record_paths_or_dirs, csv_path: str | Path, markdown_path: str | Path | None = None) -> pd.DataFrame:
+    """Regenerate the CSV (and Markdown of the main metrics) from records alone, replacing what was there."""
+    records = _collect_records(record_paths_or_dirs)
+    if not records:
+        raise BenchError(f"no result records in {', '.join(map(str, record_paths_or_dirs))}")
+    # One record per measurement: a later re-run (created_at) replaces an earlier one, as append_records does.
+    by_id = {rec["record_id"]: rec for rec in sorted(records, key=lambda r: str(r["created_at"]))}
+    rows = sort_rows(_rows_of(list(by_id.values())))
+    csv_path = Path(csv_path)
+    with _locked(csv_path):
+        _write_text(csv_path, rows_to_csv(rows))
+    if markdown_path is not None:
+        _write_text(Path(markdown_path), MARKDOWN_HEADER + render(rows, "markdown", main_only=True))
+    return rows

@@ -1,0 +1,200 @@
+"""`bench run`: evaluate tasks on models and write one record per (task, model, data set).
+
+Everything that can be checked cheaply is checked before any work starts
+(task and model names, task options, checkpoints, the data set and the
+attributes a task needs), so bad input costs nothing and writes nothing.
+Each record is written atomically as soon as its task finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from . import records as R
+from .cache import Cache
+from .checkpoint import atomic_write_json, to_jsonable
+from .context import EvalContext, model_fingerprint
+from .data import DATASETS, load_dataset
+from .device import describe_device, resolve_device
+from .errors import BenchError, DataError
+from .interface import DiffusionAutoencoder
+from .models import MODELS, load_model, model_names
+from .provenance import git_state, library_versions, machine
+from .task import get_task
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    tasks: tuple[str, ...]  # task names (bench ls tasks)
+    models: tuple[str, ...]  # run directories / checkpoint files from `bench train`, or module:factory
+    dataset: str | None = None  # data set name; None = the one the (first) model was trained on
+    data_root: str | None = None  # folder of the data set's files
+    limit: int | None = None  # cap on images per split for every task (quick runs, CI)
+    steps: tuple[int, ...] | None = None  # T values for tasks that take a list of them
+    seed: int = 0  # seeds noise, probe draws and bootstrap resamples
+    out: str | None = None  # run directory; default runs/bench/<UTC time>
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    batch_size: int = 64  # images per network batch
+    cache_dir: str | None = None  # default: $DIFFAE_BENCH_CACHE or ~/.cache/diffae_bench
+    use_cache: bool = True  # False recomputes everything (and stores nothing)
+    leaderboard: str | None = None  # CSV to append the records' rows to (e.g. results/leaderboard.csv)
+    task_options: dict = field(default_factory=dict)  # {task: {field: value}} overrides of task configs
+    progress: bool = True  # progress bars
+
+
+@dataclass
+class LoadedModel:
+    model: DiffusionAutoencoder
+    label: str  # the name in tables and leaderboards
+    info: dict  # what the record says about the model
+
+
+def load_model_spec(spec: str, device: torch.device) -> LoadedModel:
+    """A run directory / checkpoint file, or `module:factory` returning a DiffusionAutoencoder."""
+    path = Path(spec)
+    if path.exists():
+        model = load_model(path, device)
+        run_dir = path if path.is_dir() else path.parent
+        meta = getattr(model, "train_meta", {}) or {}
+        train = {k: meta.get(k) for k in ("preset", "step", "images_seen", "loss_ema", "seed", "batch_size", "lr")}
+        train["dataset"] = (meta.get("dataset") or {}).get("name")
+        info = {"source": str(run_dir.resolve()), "checkpoint_sha256": model.checkpoint_sha256, "train": train}
+        return LoadedModel(model, run_dir.resolve().name, info)
+    if ":" in spec and not spec.startswith((".", "/")):
+        module_name, factory_name = spec.split(":", 1)
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # a researcher's module beside their shell
+        try:
+            factory = getattr(importlib.import_module(module_name), factory_name)
+        except (ImportError, AttributeError) as e:
+            raise BenchError(f"cannot load model factory '{spec}': {type(e).__name__}: {e}") from None
+        model = factory()
+        if not isinstance(model, DiffusionAutoencoder):
+            raise BenchError(f"factory '{spec}' returned {type(model).__name__}, not a DiffusionAutoencoder")
+        return LoadedModel(model.to(device).eval(), spec, {"source": spec, "checkpoint_sha256": None, "train": {}})
+    if spec in model_names():
+        raise BenchError(f"'{spec}' is a model kind, not a trained model: train one with "
+                         f"`bench train --model {spec} --out DIR` and pass --model DIR")
+    hint = MODELS.unknown_message(spec).split(";", 1)[1].split("(")[0].strip() if ";" in MODELS.unknown_message(spec) else ""
+    raise BenchError(f"no trained model at '{spec}' (not a run directory, checkpoint or module:factory)"
+                     + (f"; {hint}" if hint else ""))
+
+
+def _model_info(lm: LoadedModel) -> dict:
+    m = lm.model
+    return {"label": lm.label, "kind": m.kind, "latent_type": m.latent_type, "z_dim": m.z_dim,
+            "fingerprint": model_fingerprint(m), "describe": to_jsonable(m.describe()), **lm.info}
+
+
+def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
+    out = []
+    for name in opts.tasks:
+        cls = get_task(name)
+        overrides = dict(opts.task_options.get(name, {}))
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        if opts.steps is not None and "steps" in fields and "steps" not in overrides:
+            overrides["steps"] = tuple(opts.steps)
+        out.append((cls, cls.make_config(overrides)))
+    unknown = set(opts.task_options) - set(opts.tasks)
+    if unknown:
+        raise BenchError(f"options given for task(s) not being run: {', '.join(sorted(unknown))}")
+    return out
+
+
+def run(opts: RunOptions) -> tuple[Path, list[dict]]:
+    """Evaluate every task on every model; returns the run directory and the records."""
+    if not opts.tasks:
+        raise BenchError("no task given (bench ls tasks)")
+    if not opts.models:
+        raise BenchError("no model given: pass a run directory from `bench train` or module:factory")
+    if opts.limit is not None and opts.limit < 1:
+        raise BenchError(f"--limit must be a positive integer, got {opts.limit}")
+    configs = _resolve_configs(opts)
+    device = resolve_device(opts.device)
+    models = [load_model_spec(s, device) for s in opts.models]
+    labels = [m.label for m in models]
+    if len(set(labels)) != len(labels):
+        raise BenchError(f"two models share the name {labels}: give run directories distinct names")
+    dataset = opts.dataset or (models[0].info["train"].get("dataset") or "shapes")
+    DATASETS.get(dataset)  # unknown name: suggestion, before any work
+    for lm in models:
+        # Fail early when the data cannot feed this model (missing files, channels, attributes).
+        probe = load_dataset(dataset, "test", root=opts.data_root, image_size=lm.model.image_shape[1], limit=1)
+        if probe.image_shape[0] != lm.model.image_shape[0]:
+            raise DataError(f"{dataset} has {probe.image_shape[0]} channels but model {lm.label} takes {lm.model.image_shape[0]}")
+        for cls, _ in configs:
+            if cls.needs_attributes and not probe.binary_attributes:
+                raise DataError(f"task {cls.name} needs binary attributes and data set {dataset} has none")
+
+    out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    cache = Cache(opts.cache_dir, enabled=opts.use_cache)
+    mode = "fp32"  # the only numeric mode so far; recorded with every number
+    atomic_write_json(out / "run.json", {"options": to_jsonable(opts), "dataset": dataset, "models": labels,
+                                         "started_at": _now(), "environment": library_versions(), "git": git_state(),
+                                         "device": describe_device(device)})
+    records = []
+    shared_data: dict = {}
+    for lm in models:
+        for cls, cfg in configs:
+            ctx = EvalContext(model=lm.model, dataset_name=dataset, data_root=opts.data_root, seed=opts.seed,
+                              limit=opts.limit, batch_size=opts.batch_size, cache=cache, out_dir=out,
+                              figure_prefix=f"{cls.name}__{lm.label}__", progress=opts.progress, numeric_mode=mode,
+                              _data=shared_data)
+            torch.manual_seed(opts.seed)
+            hits, misses = cache.hits, cache.misses
+            started, t0 = _now(), time.perf_counter()
+            result = cls().run(ctx, cfg)
+            wall = time.perf_counter() - t0
+            used = {s: ctx.data_info(s, n) for s, n in ctx.used.items()}
+            rec = R.build_record(
+                task_cls=cls, cfg=cfg, result=result, model_info=_model_info(lm),
+                dataset_info={"name": dataset, "image_shape": list(lm.model.image_shape), "root": opts.data_root,
+                              "splits": used},
+                seed=opts.seed, numeric_mode=mode, device=describe_device(device), wall_s=wall, created_at=started,
+                environment=library_versions(), git=git_state(), machine=machine(),
+                pretrained_weights=dict(ctx.pretrained_weights),
+                cache={"dir": str(cache.root) if cache.enabled else None, "hits": cache.hits - hits,
+                       "misses": cache.misses - misses})
+            R.write_record(out, rec)
+            records.append(rec)
+    if opts.leaderboard:
+        from .leaderboard import append_records
+
+        append_records(opts.leaderboard, records)
+    return out, records
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_task_options(items: list[str]) -> dict:
+    """--set task.field=value (value parsed as JSON where it can be; a,b,c -> tuple)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise BenchError(f"--set expects task.field=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        task, fld = key.split(".", 1)
+        if "," in raw:
+            value = tuple(_parse_scalar(v) for v in raw.split(",") if v != "")
+        else:
+            value = _parse_scalar(raw)
+        out.setdefault(task, {})[fld] = value
+    return out
+
+
+def _parse_scalar(raw: str):
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw

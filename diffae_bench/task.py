@@ -1,0 +1,135 @@
+"""The task interface and registry (lm-evaluation-harness / MTEB style).
+
+A task is a class with
+  name, version   the version is bumped whenever the meaning of a number changes;
+                  records of different versions are never compared
+  Config          a frozen dataclass, one commented default per field
+  metrics         the metric families it reports, each with higher_is_better
+                  and whether it is a main score (what the regression gate checks)
+  run(ctx, cfg)   loads what it needs through the EvalContext (models and data
+                  stay behind it) and hands plain arrays to a pure scoring core
+
+and returns a TaskResult: metric values (each with a bootstrap CI), notes (for
+what could not be measured and why), and figures it saved.
+
+Tasks register by name in TASKS; other packages add theirs through the
+`diffae_bench.tasks` entry-point group (each entry point loads a Task class).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from .errors import BenchError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # family name, e.g. "ssim"; values are keyed "ssim/T=20/xT=inferred"
+    higher_is_better: bool  # direction, for tables and the regression gate
+    main: bool = False  # a main score: the gate fails when it gets worse
+    description: str = ""  # one line for `bench ls tasks -v` and the README
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    key: str  # family plus its parameters: "ssim/T=20/xT=inferred"
+    family: str  # the Metric.name this value belongs to
+    value: float  # the point estimate on all items
+    ci_low: float | None = None  # bootstrap percentile CI (None where not defined)
+    ci_high: float | None = None
+    n: int = 0  # items the value is computed from (images, test examples)
+    params: dict = field(default_factory=dict)  # e.g. {"T": 20, "xT": "inferred"}
+
+
+@dataclass
+class TaskResult:
+    values: list[MetricValue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is missing and why, departures from the paper
+    figures: list[str] = field(default_factory=list)  # file names relative to the run directory
+    extra: dict = field(default_factory=dict)  # task-specific detail kept in the record (not gated)
+
+    def add(self, family: str, value: float, ci: tuple[float, float] | None = None, n: int = 0, **params) -> None:
+        key = "/".join([family] + [f"{k}={v}" for k, v in params.items()])
+        lo, hi = (None, None) if ci is None else (float(ci[0]), float(ci[1]))
+        self.values.append(MetricValue(key, family, float(value), lo, hi, int(n), dict(params)))
+
+
+class Task:
+    """Base class; subclasses set the ClassVars and implement run()."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    Config: ClassVar[type]
+    metrics: ClassVar[tuple[Metric, ...]]
+    description: ClassVar[str] = ""
+    needs_attributes: ClassVar[bool] = False  # needs binary attributes of the data set
+
+    def run(self, ctx, cfg) -> TaskResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def metric(cls, family: str) -> Metric:
+        for m in cls.metrics:
+            if m.name == family:
+                return m
+        raise KeyError(f"task {cls.name} declares no metric {family!r}")
+
+    @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None):
+        """The task's Config with overrides (unknown keys are an error, with a suggestion)."""
+        overrides = overrides or {}
+        names = [f.name for f in dataclasses.fields(cls.Config)]
+        for k in overrides:
+            if k not in names:
+                import difflib
+
+                close = difflib.get_close_matches(k, names, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise BenchError(f"task {cls.name} has no option '{k}'{hint} (options: {', '.join(names)})")
+        defaults = cls.Config()
+        for k, v in list(overrides.items()):
+            # "--set task.steps=10" gives one value where the field holds a tuple
+            if isinstance(getattr(defaults, k), tuple) and not isinstance(v, (tuple, list)):
+                overrides[k] = (v,)
+            elif isinstance(v, list):
+                overrides[k] = tuple(v)
+        return dataclasses.replace(defaults, **overrides)
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+_loaded = False
+
+
+def _load_tasks() -> None:
+    """Built-in tasks (diffae_bench.tasks), then plugins from entry points."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from . import tasks  # noqa: F401  (each module registers itself)
+
+    for ep in entry_points(group="diffae_bench.tasks"):
+        cls = ep.load()
+        if cls.name not in TASKS:
+            TASKS.add(cls.name, cls)
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator for task modules."""
+    TASKS.add(cls.name, cls)
+    return cls
+
+
+def get_task(name: str) -> type[Task]:
+    _load_tasks()
+    return TASKS.get(name)
+
+
+def task_names() -> list[str]:
+    _load_tasks()
+    return TASKS.names()

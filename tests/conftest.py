@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny models trained once per test session on `shapes`.
+
+Training is the slow part of the suite (about a minute per model on 2 CPU
+cores), so every test that needs a trained model shares these run
+directories instead of training its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from diffae_bench.train import TrainOptions, train_autoencoder, train_latent
+
+# Enough for the tiny preset to learn to use z_sem on shapes (the decoder's
+# output convs start at zero, so a few dozen steps are not enough).
+TRAIN_STEPS = 150
+TRAIN_IMAGES = 512
+LATENT_STEPS = 200
+
+
+def _train(root, model: str, latent: bool = False, **kw) -> dict:
+    out = root / model
+    opts = TrainOptions(model=model, preset="tiny", dataset="shapes", steps=TRAIN_STEPS, train_limit=TRAIN_IMAGES,
+                        seed=0, out=str(out), ckpt_every=TRAIN_STEPS, device="cpu", progress=False, **kw)
+    summary = train_autoencoder(opts)
+    if latent:
+        summary["latent"] = train_latent(TrainOptions(**{**opts.__dict__, "steps": LATENT_STEPS}))
+    return {**summary, "dir": out}
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="session")
+def trained_diffae(runs_root) -> dict:
+    """A tiny Diff-AE with its latent DDIM; returns the training summary plus 'dir'."""
+    return _train(runs_root, "diffae", latent=True)
+
+
+@pytest.fixture(scope="session")
+def trained_ddim(runs_root) -> dict:
+    """The tiny DDIM baseline trained the same way."""
+    return _train(runs_root, "ddim")

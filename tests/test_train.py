@@ -1,0 +1,135 @@
+"""Training: the loss falls, the decoder uses z_sem, runs resume exactly, bad input fails cleanly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from diffae_bench.checkpoint import load_checkpoint, save_checkpoint
+from diffae_bench.data import load_dataset
+from diffae_bench.diffae import DiffAE
+from diffae_bench.errors import CheckpointError, TrainingDiverged
+from diffae_bench.models import load_model
+from diffae_bench.train import TrainOptions, train_autoencoder
+
+
+def test_loss_fell(trained_diffae):
+    assert trained_diffae["loss_ema"] < 0.6 * trained_diffae["first_loss"], trained_diffae
+
+
+def test_decoder_output_depends_on_z_sem(trained_diffae):
+    """The known failure of diffusion autoencoders: a decoder that ignores z.
+
+    Decode the same x_T with the z_sem of two different images: the outputs
+    must differ by much more than with the same z (which gives identical output).
+    """
+    model = load_model(trained_diffae["dir"])
+    x = load_dataset("shapes", "test", limit=16).tensor()
+    z = model.encode(x)
+    x_T = model.noise(16, torch.Generator().manual_seed(0))
+    same = model.decode(z, x_T, T=10)
+    again = model.decode(z, x_T, T=10)
+    swapped = model.decode(z.roll(1, dims=0), x_T, T=10)
+    assert torch.equal(same, again)
+    per_image = (same - swapped).pow(2).flatten(1).mean(1)
+    assert per_image.mean() > 0.01, per_image  # images in [-1, 1]: a clear change of content
+    # ...and z itself separates images: codes are not collapsed to one point.
+    assert torch.cdist(z, z).mean() > 0.1 * z.norm(dim=1).mean()
+
+
+def test_latent_ddim_samples_are_unstandardised(trained_diffae):
+    model = load_model(trained_diffae["dir"], require_latent=True)
+    assert bool(model.latent_trained)
+    z = model.sample_latent(256, T_latent=20, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (256, model.z_dim) and torch.isfinite(z).all()
+    # Samples live where the training codes live (un-standardised), not around 0 / 1.
+    rel = ((z.mean(0) - model.z_mean).abs() / model.z_std).mean()
+    assert rel < 1.0, rel
+    assert model.z_std.min() > 0
+
+
+def _opts(tmp_path, **kw):
+    base = dict(model="diffae", preset="tiny", dataset="shapes", train_limit=64, batch_size=8, seed=3,
+                out=str(tmp_path / "run"), ckpt_every=2, device="cpu", progress=False)
+    return TrainOptions(**{**base, **kw})
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train_autoencoder(_opts(tmp_path, out=str(tmp_path / "a"), steps=6))
+    train_autoencoder(_opts(tmp_path, out=str(tmp_path / "b"), steps=4))
+    resumed = train_autoencoder(_opts(tmp_path, out=str(tmp_path / "b"), steps=6))
+    assert resumed["step"] == 6
+    ta, _ = load_checkpoint(tmp_path / "a" / "checkpoint.safetensors")
+    tb, mb = load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert mb["step"] == 6 and mb["images_seen"] == 48
+    for k in ta:
+        if k.startswith("online."):
+            torch.testing.assert_close(ta[k], tb[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    train_autoencoder(_opts(tmp_path, steps=2))
+    with pytest.raises(CheckpointError, match="differs in seed"):
+        train_autoencoder(_opts(tmp_path, steps=4, seed=4))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = DiffAE.loss
+
+    def flaky(self, x0, generator=None):
+        calls["n"] += 1
+        loss = real_loss(self, x0, generator)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(DiffAE, "loss", flaky)
+    with pytest.raises(TrainingDiverged, match="step 3.*step 2"):
+        train_autoencoder(_opts(tmp_path, steps=10))
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert meta["step"] == 2
+
+
+def test_mismatched_and_corrupt_checkpoints_are_one_line_errors(trained_diffae, tmp_path):
+    tensors, meta = load_checkpoint(trained_diffae["dir"] / "checkpoint.safetensors")
+    meta["model_config"]["unet"]["base_channels"] = 32
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(bad, tensors, meta)
+    with pytest.raises(CheckpointError, match="does not match its config") as e:
+        load_model(bad)
+    assert "\n" not in str(e.value)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint"):
+        load_model(garbage)
+
+
+def bench(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "diffae_bench.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--dataset", "shapez"], "did you mean 'shapes'"),
+    (["--preset", "smal"], "did you mean 'small'"),
+    (["--model", "difae"], "did you mean 'diffae'"),
+    (["--image-size", "30"], "does not fit"),
+])
+def test_train_cli_bad_input(tmp_path, args, expect):
+    out = tmp_path / "run"
+    r = bench("train", "--out", str(out), "--steps", "1", "--limit", "8", "--device", "cpu", *args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
+    assert not out.exists() or not any(out.iterdir()), "nothing may be written on bad input"
+
+
+def test_train_cli_writes_config_and_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    r = bench("train", "--out", str(out), "--steps", "2", "--limit", "16", "--batch-size", "4", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "diffae" and cfg["dataset"]["name"] == "shapes" and cfg["dataset"]["n_images"] == 16
+    assert (out / "checkpoint.safetensors").is_file()

@@ -131,7 +131,7 @@ def run(
 @app.command()
 def perf(
     presets: str = typer.Option("tiny,small", help="comma-separated presets"),
-    models: str = typer.Option("diffae", help="comma-separated models"),
+    models: str = typer.Option("diffae,ddim,dmz", help="comma-separated models"),
     batch_size: int = typer.Option(32, help="batch for the sampling measurement"),
     seconds: float = typer.Option(10.0, help="time per measurement"),
     device: str = typer.Option("auto"),
@@ -145,8 +145,8 @@ def perf(
 @app.command()
 def demo(
     preset: str = typer.Option("tiny", help="preset to train"),
-    steps: int = typer.Option(1500, help="autoencoder training steps"),
-    latent_steps: int = typer.Option(2000, help="latent DDIM training steps"),
+    steps: int = typer.Option(600, help="autoencoder training steps"),
+    latent_steps: int = typer.Option(1000, help="latent DDIM training steps"),
     out: str = typer.Option("runs/demo", help="run directory (resumed if present)"),
     device: str = typer.Option("auto"),
 ):

@@ -166,6 +166,29 @@ class EvalContext:
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
         return self.cache.get_or_compute("recon", self._key(split, n, **extra), compute)["x0"]
 
+    def samples(self, n: int, T: int, T_latent: int = 100) -> torch.Tensor:
+        """n unconditional samples (z from the model's latent prior, x_T ~ N(0, I), T-step decoding).
+
+        Seeded by (seed, "samples"), so the same run draws the same images on
+        any device; models whose prior is derived from data (fit_prior) are
+        given the training codes first, so the key includes the training data.
+        """
+        n_prior = self.n_images("train", 10_000) if self.model.prior_needs_train_codes() else 0
+
+        def compute():
+            if n_prior:
+                self.model.fit_prior(self.z("train", n_prior).to(self.device))
+            g = torch.Generator().manual_seed(int(hashlib.sha256(f"{self.seed}/samples".encode()).hexdigest()[:8], 16))
+            outs = []
+            for s in tqdm(range(0, n, self.batch_size), desc=f"sample T={T}", disable=not self.progress, leave=False):
+                outs.append(self.model.sample(min(self.batch_size, n - s), T, T_latent, generator=g).float().cpu())
+            return {"x0": torch.cat(outs)}
+
+        key = {"model": self.fingerprint, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
+               "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
+               "prior_data": self._key("train", n_prior) if n_prior else None}
+        return self.cache.get_or_compute("samples", key, compute)["x0"]
+
     # -- figures ---------------------------------------------------------------------
     def figure_path(self, name: str) -> Path | None:
         """Where to save a figure (None when the run keeps no figures)."""

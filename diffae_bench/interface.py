@@ -73,6 +73,10 @@ class DiffusionAutoencoder(nn.Module, ABC):
         w = torch.linspace(0, 1, n_points, device=z_a.device, dtype=z_a.dtype).view(-1, 1, 1)
         return {"lerp": (1 - w) * z_a + w * z_b}
 
+    def prior_needs_train_codes(self) -> bool:
+        """True when sample_latent needs fit_prior(train codes) first (data-derived priors)."""
+        return False
+
     def fit_prior(self, train_codes: torch.Tensor) -> None:
         """Give the latent prior the training set's codes (encode() of the train split).
 

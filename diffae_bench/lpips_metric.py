@@ -10,6 +10,7 @@ and say why, and no other network is ever reported under the name LPIPS.
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,7 +47,9 @@ class LPIPS:
         backbone_path = hub_checkpoint_dir() / ALEXNET_FILE
         # pnet_rand=True: build AlexNet without torchvision's download; the
         # learned linear heads (pretrained=True) come from the lpips package.
-        net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+        with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=` argument
+            warnings.simplefilter("ignore", UserWarning)
+            net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
         state = torch.load(backbone_path, map_location="cpu", weights_only=True)
         # lpips splits alexnet.features into slices that keep the module indices:
         # slice{k}.{i}.weight is features.{i}.weight.

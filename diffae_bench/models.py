@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable
 
@@ -63,10 +62,7 @@ def _load_plugins() -> None:
     _loaded_plugins = True
     from . import baselines  # noqa: F401  (registers ddim, dmz)
 
-    for ep in entry_points(group="diffae_bench.models"):
-        kind = ep.load()
-        if kind.name not in MODELS:
-            MODELS.add(kind.name, kind)
+    MODELS.add_entry_points("diffae_bench.models")
 
 
 def get_kind(name: str) -> ModelKind:

@@ -6,6 +6,10 @@ batched DDIM sampling and inversion (one evaluation = one image through the
 UNet once). Numbers are whole; the machine is printed above them. Timings are
 medians over repeated timed windows after a warm-up, on random inputs (speed
 does not depend on pixel content).
+
+Any registered model can be measured through the common interface, e.g.
+`bench perf --presets tiny --models diffae,ddim,dmz`: the DDIM baseline samples
+and inverts without a code, the DMZ-style model with its hard bits.
 """
 
 from __future__ import annotations
@@ -19,19 +23,15 @@ import torch
 
 from . import diffusion as D
 from .device import describe_device, resolve_device
-from .models import build_model
+from .models import build_model, get_kind
 from .presets import PRESETS
+from .provenance import machine
 from .train import ema_update
 
 
 def machine_line(device: torch.device) -> str:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
-    return (f"machine: {platform.node()} | {cpu or platform.processor()} | {torch.get_num_threads()} torch threads | "
+    m = machine()
+    return (f"machine: {m['node']} | {m['cpu']} | {torch.get_num_threads()} torch threads | "
             f"device {describe_device(device)} | torch {torch.__version__} | python {platform.python_version()}")
 
 
@@ -82,6 +82,10 @@ def measure(model_name: str, preset_name: str, batch_size: int, seconds: float, 
 
 def run_perf(presets: list[str], models: list[str], batch_size: int, seconds: float, device: str = "auto") -> list[dict]:
     dev = resolve_device(device)
+    for m in models:  # fail on a misspelt model or preset name before minutes of timing, not after
+        get_kind(m)
+    for p in presets:
+        PRESETS.get(p)
     print(machine_line(dev))
     rows = []
     header = f"{'model':8s} {'preset':8s} {'params':>8s} {'train img/s':>12s} {'sample eval/s':>14s} {'invert eval/s':>14s}"

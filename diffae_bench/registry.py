@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
 from .errors import UnknownNameError
@@ -39,6 +40,13 @@ class Registry(Generic[T]):
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         known = ", ".join(sorted(self._items))
         return f"unknown {self.kind} '{name}'{hint} (known: {known})"
+
+    def add_entry_points(self, group: str) -> None:
+        """Register what other packages export in an entry-point group (each object has a .name)."""
+        for ep in entry_points(group=group):
+            obj = ep.load()
+            if obj.name not in self._items:  # a built-in of the same name wins
+                self.add(obj.name, obj)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -138,9 +138,7 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
     out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = "fp32"  # the only numeric mode so far; recorded with every number
-    atomic_write_json(out / "run.json", {"options": to_jsonable(opts), "dataset": dataset, "models": labels,
-                                         "started_at": _now(), "environment": library_versions(), "git": git_state(),
-                                         "device": describe_device(device)})
+    run_started = _now()
     records = []
     shared_data: dict = {}
     for lm in models:
@@ -166,6 +164,12 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
                        "misses": cache.misses - misses})
             R.write_record(out, rec)
             records.append(rec)
+    # The run's summary is written last: a run directory with run.json is complete.
+    atomic_write_json(out / "run.json", {"options": to_jsonable(opts), "dataset": dataset, "models": labels,
+                                         "started_at": run_started, "finished_at": _now(),
+                                         "records": [R.record_filename(r) for r in records],
+                                         "environment": library_versions(), "git": git_state(),
+                                         "device": describe_device(device)})
     if opts.leaderboard:
         from .leaderboard import append_records
 

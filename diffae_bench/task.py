@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from .errors import BenchError
@@ -113,10 +112,7 @@ def _load_tasks() -> None:
     _loaded = True
     from . import tasks  # noqa: F401  (each module registers itself)
 
-    for ep in entry_points(group="diffae_bench.tasks"):
-        cls = ep.load()
-        if cls.name not in TASKS:
-            TASKS.add(cls.name, cls)
+    TASKS.add_entry_points("diffae_bench.tasks")
 
 
 def register(cls: type[Task]) -> type[Task]:

@@ -24,21 +24,31 @@ def test_loss_fell(trained_diffae):
 def test_decoder_output_depends_on_z_sem(trained_diffae):
     """The known failure of diffusion autoencoders: a decoder that ignores z.
 
-    Decode the same x_T with the z_sem of two different images: the outputs
-    must differ by much more than with the same z (which gives identical output).
+    On held-out images at mid-range t, the denoising error with each image's
+    own z_sem must be lower than with another image's z_sem (paired test over
+    images, z-score > 3), and decoding one x_T with swapped codes must change
+    the images while identical codes give identical images.
     """
+    from diffae_bench import diffusion as D
+
     model = load_model(trained_diffae["dir"])
-    x = load_dataset("shapes", "test", limit=16).tensor()
-    z = model.encode(x)
+    x = load_dataset("shapes", "test", image_size=16, limit=128).tensor()
+    g = torch.Generator().manual_seed(1)
+    t = torch.randint(50, 700, (len(x),), generator=g)
+    noise = torch.randn(x.shape, generator=g)
+    x_t = D.q_sample(x, t, noise, torch.from_numpy(D.alphas_cumprod(D.linear_betas())).float())
+    with torch.no_grad():
+        z = model.encode(x)
+        err = lambda codes: (model.unet(x_t, t, codes) - noise).pow(2).flatten(1).mean(1)
+        gap = err(z.roll(1, dims=0)) - err(z)
+    zscore = gap.mean() / (gap.std() / len(gap) ** 0.5)
+    assert zscore > 3, (gap.mean(), zscore)
+
     x_T = model.noise(16, torch.Generator().manual_seed(0))
-    same = model.decode(z, x_T, T=10)
-    again = model.decode(z, x_T, T=10)
-    swapped = model.decode(z.roll(1, dims=0), x_T, T=10)
+    same, again = model.decode(z[:16], x_T, T=10), model.decode(z[:16], x_T, T=10)
+    swapped = model.decode(z.roll(1, dims=0)[:16], x_T, T=10)
     assert torch.equal(same, again)
-    per_image = (same - swapped).pow(2).flatten(1).mean(1)
-    assert per_image.mean() > 0.01, per_image  # images in [-1, 1]: a clear change of content
-    # ...and z itself separates images: codes are not collapsed to one point.
-    assert torch.cdist(z, z).mean() > 0.1 * z.norm(dim=1).mean()
+    assert (same - swapped).pow(2).mean() > 1e-3  # an untrained decoder (zero output convs) gives exactly 0
 
 
 def test_latent_ddim_samples_are_unstandardised(trained_diffae):

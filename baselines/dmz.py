@@ -1,0 +1,262 @@
+"""The DMZ-style Bernoulli-latent diffusion autoencoder (Proszewska, Malkin & Siddharth).
+
+What PROTOCOL ("DMZ-style Bernoulli-latent variant") and
+../shared/papers/dmz-summary.txt fix, and how this file does it:
+
+- Encoder: Diff-AE's `SemanticEncoder` with z_dim = d, read as logits of d
+  independent binary latents (paper: 64 bits on CelebA-64, 16 on CIFAR-10).
+- Training: Gumbel-softmax relaxed samples with tau = 1. For two classes
+  (logits l and 0) Gumbel-softmax is the binary concrete / relaxed Bernoulli,
+  since the difference of two Gumbel(0, 1) variables is Logistic(0, 1):
+      b~ = sigmoid((l + log u - log(1 - u)) / tau),   u ~ U(0, 1).
+  No straight-through estimator, and no KL or prior term: the loss is L_simple
+  alone, so the encoder learns only through the relaxed sample.
+- Evaluation: hard bits b = 1[l > 0] (= 1[sigmoid(l) > 0.5]). `encode()` gives
+  them and the decoder is conditioned on them; `decode()` takes whatever code
+  it is handed (hard bits, or soft codes on a lerp path).
+- Decoder: the Diff-AE UNet with z fed through cross-attention (z embedded as
+  one extra key/value token at the attention resolutions, `z_mode="xattn"`,
+  the default) or added to the time embedding (`z_mode="temb"`, the AdaGN-style
+  ablation). Both are implemented in diffae_bench/nets/unet.py.
+- Generation needs no latent model. Priors (`model.prior`, or the `prior=`
+  argument of `sample_latent`): "bernoulli" i.i.d. Bernoulli(0.5) (default),
+  "empirical" independent bits with the training codes' per-bit frequencies,
+  "codes" re-used training codes drawn uniformly. The last two are fitted by
+  `fit_prior(encode(train split))`; `prior_needs_train_codes()` tells tasks so.
+- Probes get {"soft": sigmoid(logits), "hard": bits}; interpolation has a
+  Hamming path (differing bits flipped one at a time) beside lerp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass
+
+import torch
+
+from diffae_bench import diffusion as D
+from diffae_bench.diffae import DiffusionLoss
+from diffae_bench.errors import BenchError
+from diffae_bench.interface import DiffusionAutoencoder
+from diffae_bench.nets import EncoderConfig, SemanticEncoder, UNet, UNetConfig
+from diffae_bench.presets import Preset
+
+DMZ_Z_MODES = ("xattn", "temb")  # cross-attention token (DMZ), or added to t_emb (ablation)
+PRIORS = ("bernoulli", "empirical", "codes")
+MAX_BITS = 64  # the paper's largest code (CelebA-64); see dmz_config_from_preset
+
+
+@dataclass(frozen=True)
+class DMZConfig:
+    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
+    encoder: EncoderConfig = EncoderConfig(z_dim=64)  # logits of the bits; z_dim = n_bits
+    n_bits: int = 64  # d binary latents (paper: 64 on CelebA-64, 16 on CIFAR-10)
+    tau: float = 1.0  # Gumbel-softmax temperature in training (paper: 1)
+    z_mode: str = "xattn"  # how z enters the decoder: xattn (DMZ) or temb (ablation)
+
+    def __post_init__(self):
+        # One source of truth would be nicer, but the UNet and encoder configs
+        # are stored whole in checkpoints; refuse inconsistent combinations
+        # instead of silently overriding one of them.
+        if self.z_mode not in DMZ_Z_MODES:
+            raise ValueError(f"DMZ z_mode must be one of {DMZ_Z_MODES}, got {self.z_mode!r}")
+        if self.unet.z_dim != self.n_bits or self.encoder.z_dim != self.n_bits:
+            raise ValueError(f"decoder z_dim ({self.unet.z_dim}) and encoder z_dim ({self.encoder.z_dim}) "
+                             f"must equal n_bits ({self.n_bits}); build configs with dmz_config_from_preset")
+        if self.unet.z_mode != self.z_mode:
+            raise ValueError(f"decoder z_mode ({self.unet.z_mode}) must equal the DMZ z_mode ({self.z_mode})")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be positive, got {self.tau}")
+
+
+def dmz_config_from_preset(preset: Preset, n_bits: int | None = None, z_mode: str = "xattn",
+                           tau: float = 1.0) -> DMZConfig:
+    """A preset's decoder and encoder, sized for d bits.
+
+    The preset's encoder.z_dim is sized for a continuous Diff-AE code, far
+    wider than DMZ's binary ones. Default d = min(64, preset.encoder.z_dim):
+    tiny -> 32, small -> 64, paper64 -> 64 (the paper's CelebA-64 figure; its
+    CIFAR-10 models use 16, pass n_bits=16 for that). For z_mode="xattn" the
+    UNet needs an attention resolution (all presets have 16 px).
+    """
+    d = n_bits if n_bits is not None else min(MAX_BITS, preset.encoder.z_dim)
+    return DMZConfig(unet=dataclasses.replace(preset.unet, z_dim=d, z_mode=z_mode),
+                     encoder=dataclasses.replace(preset.encoder, z_dim=d), n_bits=d, tau=tau, z_mode=z_mode)
+
+
+def relaxed_bernoulli(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary-concrete sample sigmoid((l + Logistic noise) / tau), differentiable in the logits.
+
+    The uniforms come from the (CPU) generator, like DiffusionLoss's noise, so
+    a seed gives the same run on any device; clamped away from 0 and 1 so the
+    logistic noise stays finite.
+    """
+    u = torch.rand(logits.shape, generator=generator).clamp_(1e-6, 1 - 1e-6).to(logits.device, logits.dtype)
+    return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
+
+
+def hamming_path(a_bits: torch.Tensor, b_bits: torch.Tensor, n_points: int) -> torch.Tensor:
+    """Frames from a to b flipping the differing bits one at a time, resampled to n_points.
+
+    a_bits, b_bits: (B, d) or (d,) codes; they are binarised at 0.5, so soft
+    codes give the path between their hard bits. The differing bits are
+    flipped in index order; with k of them, frame j (0..n_points-1) has the
+    first round(j * k / (n_points - 1)) flipped (round half up, in exact
+    integer arithmetic), so frame 0 is a, the last frame is b, the Hamming
+    distance from a never decreases, and consecutive frames differ by at most
+    ceil(k / (n_points - 1)) bits. Returns (n_points, *a_bits.shape).
+    """
+    if n_points < 2:
+        raise BenchError(f"a path needs n_points >= 2 (both ends), got {n_points}")
+    if a_bits.shape != b_bits.shape:
+        raise BenchError(f"codes to interpolate differ in shape: {tuple(a_bits.shape)} vs {tuple(b_bits.shape)}")
+    dtype = a_bits.dtype if a_bits.is_floating_point() else torch.float32
+    a, b = (a_bits > 0.5), (b_bits > 0.5)
+    diff = a != b  # (..., d)
+    rank = diff.long().cumsum(-1) - 1  # index of each differing bit among its row's differing bits
+    k = diff.long().sum(-1, keepdim=True)  # (..., 1)
+    j = torch.arange(n_points, device=a.device).view(-1, *([1] * a.ndim))  # (n_points, 1, ..., 1)
+    m = 2 * j * k + (n_points - 1)  # floor(j k / (n-1) + 1/2) = (2 j k + n - 1) // (2 (n - 1))
+    m = torch.div(m, 2 * (n_points - 1), rounding_mode="floor")  # bits flipped at frame j
+    flipped = diff & (rank < m)  # (n_points, ..., d)
+    return torch.where(flipped, b, a).to(dtype)
+
+
+class DMZ(DiffusionAutoencoder):
+    kind = "dmz"
+    latent_type = "binary"
+
+    def __init__(self, cfg: DMZConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim = cfg.n_bits
+        self.encoder = SemanticEncoder(cfg.encoder)  # x0 -> logits (B, n_bits)
+        self.unet = UNet(cfg.unet)
+        self._loss = DiffusionLoss()
+        # The prior is a sampling choice, not part of the trained model, so it
+        # is a plain attribute (not in the config or the checkpoint). The
+        # fitted statistics live on the CPU: priors draw from CPU generators.
+        self._prior = "bernoulli"
+        self._bit_freq: torch.Tensor | None = None  # (n_bits,) frequency of 1 per bit in the training codes
+        self._train_codes: torch.Tensor | None = None  # (N, n_bits) copy of the training codes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c = self.cfg.unet
+        return (c.in_channels, c.image_size, c.image_size)
+
+    # -- training ----------------------------------------------------------------
+    def logits(self, x0: torch.Tensor) -> torch.Tensor:
+        """Encoder output: one logit per bit, (B, n_bits). The encoder sees the clean x0."""
+        return self.encoder(x0)
+
+    def relaxed_code(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training-time code: a tau-relaxed Bernoulli sample of the encoder's bits."""
+        return relaxed_bernoulli(self.logits(x0), self.cfg.tau, generator)
+
+    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_simple conditioned on the relaxed code; no KL / prior term (PROTOCOL).
+
+        Always the relaxed sample, in train and eval mode alike: this is the
+        training objective, not an evaluation of the hard-bit model.
+        """
+        z = self.relaxed_code(x0, generator)
+        return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
+
+    # -- codes -------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x0: torch.Tensor) -> torch.Tensor:
+        """Hard bits 1[logit > 0] as float 0/1, (B, n_bits): what the decoder sees at evaluation."""
+        return (self.logits(x0) > 0).to(x0.dtype)
+
+    @torch.no_grad()
+    def representations(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        """PROTOCOL: probes use the soft (probability) code; hard-bit probes are reported too."""
+        logits = self.logits(x0)
+        return {"soft": torch.sigmoid(logits), "hard": (logits > 0).to(x0.dtype)}
+
+    def latent_paths(self, z_a: torch.Tensor, z_b: torch.Tensor, n_points: int) -> dict[str, torch.Tensor]:
+        """{"hamming": bit-flip path between the hard bits, "lerp": lerp of the codes as given}.
+
+        Pass the SOFT codes (representations()["soft"]): "lerp" is then the
+        continuous path of PROTOCOL ("continuous lerp of the soft codes"), and
+        "hamming" binarises them at 0.5, i.e. uses the hard bits (identical to
+        encode() except for a logit so small that its sigmoid rounds to 0.5).
+        Passing hard bits gives the same Hamming path and a lerp between bits.
+        """
+        return {"hamming": hamming_path(z_a, z_b, n_points), **super().latent_paths(z_a, z_b, n_points)}
+
+    # -- priors ------------------------------------------------------------------
+    @property
+    def prior(self) -> str:
+        """The prior sample_latent draws from: bernoulli (default), empirical or codes."""
+        return self._prior
+
+    @prior.setter
+    def prior(self, name: str) -> None:
+        if name not in PRIORS:
+            raise BenchError(f"unknown DMZ prior {name!r}; use one of {', '.join(PRIORS)}")
+        self._prior = name
+
+    @property
+    def bit_frequencies(self) -> torch.Tensor | None:
+        """Per-bit frequency of 1 in the codes given to fit_prior (None before)."""
+        return self._bit_freq
+
+    def prior_needs_train_codes(self) -> bool:
+        """True for the data-derived priors (empirical, codes): tasks then call fit_prior first."""
+        return self._prior != "bernoulli"
+
+    def fit_prior(self, train_codes: torch.Tensor) -> None:
+        """Store the training codes (encode() of the train split) and their per-bit frequencies."""
+        codes = train_codes.detach().float().cpu()
+        if codes.ndim != 2 or codes.shape[1] != self.z_dim or len(codes) == 0:
+            raise BenchError(f"fit_prior needs (N, {self.z_dim}) training codes, got shape {tuple(codes.shape)}")
+        if not bool(((codes == 0) | (codes == 1)).all()):
+            raise BenchError("fit_prior needs hard 0/1 codes (encode() of the train split), not soft codes")
+        self._train_codes = codes.clone()
+        self._bit_freq = codes.mean(0)
+
+    @torch.no_grad()
+    def sample_latent(self, n: int, T_latent: int = 0, generator: torch.Generator | None = None,
+                      prior: str | None = None) -> torch.Tensor:
+        """n codes (n, n_bits) of exact 0/1 from the chosen prior; T_latent is ignored (no latent model).
+
+        Drawn on the CPU generator, then moved to the model's device, so a seed
+        gives the same codes on any device.
+        """
+        name = self._prior if prior is None else prior
+        if name not in PRIORS:
+            raise BenchError(f"unknown DMZ prior {name!r}; use one of {', '.join(PRIORS)}")
+        if name != "bernoulli" and self._train_codes is None:
+            raise BenchError(f"the {name!r} prior is fitted on training codes: call "
+                             f"model.fit_prior(model.encode(train images)) first, or use the 'bernoulli' prior")
+        if name == "bernoulli":
+            z = torch.rand((n, self.z_dim), generator=generator) < 0.5
+        elif name == "empirical":
+            z = torch.rand((n, self.z_dim), generator=generator) < self._bit_freq
+        else:  # re-used training codes, drawn uniformly with replacement
+            z = self._train_codes[torch.randint(len(self._train_codes), (n,), generator=generator)]
+        return z.float().to(self.device)
+
+    # -- stochastic part -----------------------------------------------------------
+    def _check_z(self, z: torch.Tensor | None, what: str) -> torch.Tensor:
+        if z is None:
+            raise BenchError(f"the dmz model's {what} needs a code z (its hard bits: model.encode(x0))")
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise BenchError(f"{what}: z must be (B, {self.z_dim}), got shape {tuple(z.shape)}")
+        return z
+
+    @torch.no_grad()
+    def encode_stochastic(self, x0: torch.Tensor, T: int, z: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.encode(x0) if z is None else self._check_z(z, "encode_stochastic")
+        return D.ddim_invert(lambda x, t: self.unet(x, t, z), x0, D.respace(T))
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int) -> torch.Tensor:
+        z = self._check_z(z, "decode").to(x_T.dtype)
+        return D.ddim_sample(lambda x, t: self.unet(x, t, z), x_T, D.respace(T))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "prior": self._prior, "prior_fitted": self._train_codes is not None,
+                "config": asdict(self.cfg)}

@@ -1,0 +1,187 @@
+"""`bench run` end to end on tiny trained models: records, table, leaderboard, cache, regression gate, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from diffae_bench.cache import Cache
+from diffae_bench.context import EvalContext
+from diffae_bench.models import load_model
+from diffae_bench.task import get_task, task_names
+
+QUICK = ["--limit", "24", "--steps", "10", "--set", "linear_probe.few_shot_k=3", "--set", "linear_probe.x_T_steps=10",
+         "--quiet", "--device", "cpu"]
+
+
+def bench(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "diffae_bench.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env)
+
+
+def records_in(run_dir):
+    return {p.name: json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json")) if p.name != "run.json"}
+
+
+@pytest.fixture(scope="module")
+def two_runs(trained_diffae, trained_ddim, tmp_path_factory):
+    """The same `bench run` twice (second from the cache) on the tiny Diff-AE and DDIM."""
+    root = tmp_path_factory.mktemp("bench")
+    models = f"{trained_diffae['dir']},{trained_ddim['dir']}"
+    common = ["run", "--task", "reconstruction,linear_probe", "--model", models, "--cache-dir", root / "cache",
+              "--leaderboard", root / "leaderboard.csv", *QUICK]
+    first = bench(*common, "--out", root / "run1")
+    second = bench(*common, "--out", root / "run2")
+    return root, first, second
+
+
+def test_run_writes_records_with_provenance(two_runs, trained_diffae):
+    root, first, _ = two_runs
+    assert first.returncode == 0, first.stderr
+    recs = records_in(root / "run1")
+    assert len(recs) == 4  # 2 tasks x 2 models
+    rec = recs["reconstruction__diffae__shapes.json"]
+    assert rec["task"] == {**rec["task"], "name": "reconstruction", "version": 1}
+    assert rec["task"]["config"]["steps"] == [10]
+    assert rec["model"]["checkpoint_sha256"] == load_model(trained_diffae["dir"]).checkpoint_sha256
+    assert rec["dataset"]["splits"]["test"]["n_used"] == 24 and len(rec["dataset"]["splits"]["test"]["content_hash"]) == 64
+    assert rec["environment"]["torch"].startswith("2.") and "commit" in rec["git"] and rec["seed"] == 0
+    assert rec["numeric_mode"] == "fp32" and rec["wall_s"] > 0
+    keys = {m["key"] for m in rec["metrics"]}
+    assert {"ssim/T=10/xT=inferred", "mse/T=10/xT=random", "psnr/T=10/xT=inferred"} <= keys
+    for m in rec["metrics"]:
+        assert m["ci_low"] <= m["value"] <= m["ci_high"], m
+    assert any("LPIPS" in n for n in rec["notes"]) or rec["pretrained_weights"]  # absent weights are said, not faked
+    assert (root / "run1" / "reconstruction__diffae__reconstructions.png").is_file()
+    ddim = recs["reconstruction__ddim__shapes.json"]
+    assert not any("random" in m["key"] for m in ddim["metrics"])  # no z_sem: no random-x_T reconstruction
+    probe = recs["linear_probe__ddim__shapes.json"]
+    assert {m["params"].get("rep") for m in probe["metrics"]} == {"x_T", "pixels", "random_proj"}
+    assert "diffae" in first.stdout and "ddim" in first.stdout and "mean_auroc" in first.stdout
+    assert json.loads((root / "run1" / "run.json").read_text())["models"] == ["diffae", "ddim"]
+
+
+def test_leaderboard_rows_from_both_runs(two_runs):
+    root, first, second = two_runs
+    lb = pd.read_csv(root / "leaderboard.csv")
+    n_metrics = sum(len(r["metrics"]) for r in records_in(root / "run1").values())
+    # the second run measured the same things: its rows replace the first's, never duplicate them
+    assert len(lb) == n_metrics and set(lb["model"]) == {"diffae", "ddim"}
+
+
+def test_second_run_is_served_from_the_cache(two_runs):
+    root, first, second = two_runs
+    assert second.returncode == 0, second.stderr
+    r1, r2 = records_in(root / "run1"), records_in(root / "run2")
+    for name in r1:
+        assert r2[name]["cache"]["misses"] == 0 and r2[name]["cache"]["hits"] > 0, name
+        assert r1[name]["metrics"] == r2[name]["metrics"]  # same numbers
+    assert sum(r["wall_s"] for r in r2.values()) < 0.5 * sum(r["wall_s"] for r in r1.values())
+
+
+def test_compare_passes_against_itself_and_fails_against_a_better_baseline(two_runs, tmp_path):
+    root, _, _ = two_runs
+    ok = bench("compare", root / "run2", "--baseline", root / "leaderboard.csv")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lb = pd.read_csv(root / "leaderboard.csv")
+    better = lb.copy()
+    hit = (better["model"] == "diffae") & (better["metric"] == "ssim/T=10/xT=inferred")
+    better.loc[hit, ["value", "ci_low", "ci_high"]] = [0.99, 0.98, 1.0]  # a baseline the new run is far worse than
+    better.to_csv(tmp_path / "better.csv", index=False)
+    bad = bench("compare", root / "run2", "--baseline", tmp_path / "better.csv")
+    assert bad.returncode == 1 and "REGRESSION" in bad.stdout, bad.stdout + bad.stderr
+    other = lb.copy()
+    other["task_version"] = 99
+    other.to_csv(tmp_path / "other.csv", index=False)
+    refused = bench("compare", root / "run2", "--baseline", tmp_path / "other.csv")
+    assert refused.returncode == 2 and "refusing" in refused.stderr
+
+
+def test_changed_checkpoint_never_reuses_the_cache(trained_diffae, tmp_path):
+    model = load_model(trained_diffae["dir"])
+    cache = Cache(tmp_path)
+    ctx = lambda m: EvalContext(model=m, dataset_name="shapes", cache=cache, progress=False)
+    z1 = ctx(model).z("test", 4)
+    assert (cache.hits, cache.misses) == (0, 1)
+    torch.testing.assert_close(ctx(model).z("test", 4), z1)
+    assert (cache.hits, cache.misses) == (1, 1)
+    with torch.no_grad():
+        next(model.encoder.parameters()).add_(0.01)
+    model.checkpoint_sha256 = None  # weights changed in memory: the fingerprint hashes them
+    ctx(model).z("test", 4)
+    assert cache.misses == 2
+
+
+def test_every_task_declares_version_config_and_main_metric():
+    for name in task_names():
+        cls = get_task(name)
+        assert isinstance(cls.version, int) and cls.Config.__dataclass_params__.frozen
+        assert any(m.main for m in cls.metrics)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--task", "reconstrution", "--model", "x"], "did you mean 'reconstruction'"),
+    (["--task", "reconstruction", "--model", "diffae"], "is a model kind"),
+    (["--task", "reconstruction", "--model", "/no/such/run"], "no trained model"),
+    (["--task", "reconstruction", "--model", "RUN", "--set", "reconstruction.n_imges=3"], "did you mean 'n_images'"),
+    (["--task", "reconstruction", "--model", "RUN", "--dataset", "shapez"], "did you mean 'shapes'"),
+    (["--task", "reconstruction", "--model", "RUN", "--limit", "1"], "at least 2 needed"),
+])
+def test_run_bad_input_is_one_line_and_writes_no_record(trained_diffae, tmp_path, args, expect):
+    args = [str(trained_diffae["dir"]) if a == "RUN" else a for a in args]
+    r = bench("run", *args, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache", "--quiet", "--device", "cpu")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error:") and expect in r.stderr, r.stderr
+    assert not list((tmp_path / "out").glob("*.json")) if (tmp_path / "out").exists() else True
+
+
+def test_dataset_without_attributes_is_refused_before_work(trained_diffae, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(40):  # enough that the hash split puts some in each split
+        Image.fromarray(np.full((16, 16, 3), i * 6, np.uint8)).save(folder / f"{i}.png")
+    r = bench("run", "--task", "linear_probe", "--model", trained_diffae["dir"], "--dataset", "imagefolder",
+              "--data-root", folder, "--out", tmp_path / "out", "--quiet", "--device", "cpu")
+    assert r.returncode == 2 and "needs binary attributes" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_adhoc_variant_through_module_factory(trained_diffae, tmp_path):
+    """How a researcher regression-tests a new variant without packaging it."""
+    (tmp_path / "myvariant.py").write_text(textwrap.dedent(f"""
+        from diffae_bench.models import load_model
+
+        def make():
+            return load_model({str(trained_diffae['dir'])!r})
+    """))
+    r = bench("run", "--task", "reconstruction", "--model", "myvariant:make", "--out", tmp_path / "out",
+              "--cache-dir", tmp_path / "cache", "--set", "reconstruction.n_images=4", "--steps", "10", "--quiet",
+              "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((tmp_path / "out" / "reconstruction__myvariant_make__shapes.json").read_text())
+    assert rec["model"]["label"] == "myvariant:make" and rec["model"]["kind"] == "diffae"
+
+
+def test_other_packages_register_through_entry_points(monkeypatch):
+    from diffae_bench import registry as registry_mod
+
+    class Plugin:
+        name = "my_task"
+
+    class EntryPoint:
+        def load(self):
+            return Plugin
+
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: [EntryPoint()] if group == "diffae_bench.tasks" else [])
+    reg = registry_mod.Registry("task")
+    reg.add_entry_points("diffae_bench.tasks")
+    reg.add_entry_points("diffae_bench.models")
+    assert reg.names() == ["my_task"] and reg.get("my_task") is Plugin

@@ -1,0 +1,118 @@
+"""Metric cores against independent references (scikit-image, scikit-learn, scipy) and oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
+from sklearn.metrics import roc_auc_score
+
+from diffae_bench import metrics as M
+from diffae_bench import stats
+from diffae_bench.lpips_metric import ALEXNET_FILE, LPIPS, lpips_unavailable_reason
+from diffae_bench.tasks.linear_probe import fit_probe, mean_auroc, score_probe
+from diffae_bench.tasks.reconstruction import score_reconstruction
+
+
+def _pair(c: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(4, c, 32, 32, generator=g) * 2 - 1
+    b = (a + 0.3 * torch.randn(a.shape, generator=g)).clamp(-1, 1)
+    return a, b
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_mse_psnr_match_scikit_image(channels):
+    a, b = _pair(channels)
+    ours = score_reconstruction(a, b)
+    for i in range(len(a)):
+        x = ((a[i].double() + 1) / 2).numpy()
+        y = ((b[i].double() + 1) / 2).numpy()
+        ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                    data_range=1.0, channel_axis=0)
+        assert ours["ssim"][i] == pytest.approx(ref, abs=1e-9)
+        assert ours["mse"][i] == pytest.approx(mean_squared_error(x, y), rel=1e-12)
+        assert ours["psnr"][i] == pytest.approx(peak_signal_noise_ratio(x, y, data_range=1.0), rel=1e-12)
+
+
+def test_reconstruction_oracles():
+    a, b = _pair(3)
+    perfect = score_reconstruction(a, a.clone())
+    assert np.allclose(perfect["ssim"], 1.0) and np.allclose(perfect["mse"], 0.0) and np.isinf(perfect["psnr"]).all()
+    noise = score_reconstruction(a, torch.rand(a.shape) * 2 - 1)
+    assert noise["ssim"].mean() < 0.05 and noise["mse"].mean() > 0.1
+
+
+def test_vectorised_auroc_equals_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (50, 40))
+    s = np.round(rng.normal(size=(50, 40)) + y, 1)  # rounding makes ties, which count one half
+    ours = stats.auroc_rows(y, s)
+    ref = [roc_auc_score(y[i], s[i]) for i in range(50)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)
+    assert np.isnan(stats.auroc_rows(np.ones((1, 5)), np.arange(5.0)[None]))[0]
+
+
+def test_mean_ci_matches_scipy_percentile_bootstrap():
+    v = np.random.default_rng(1).exponential(size=300)
+    lo, hi = stats.mean_ci(v, n_boot=4000)
+    ref = scipy.stats.bootstrap((v,), np.mean, n_resamples=4000, method="percentile", random_state=0).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.02) and hi == pytest.approx(ref.high, abs=0.02)
+    assert lo < v.mean() < hi
+
+
+def _probe(train_X, train_y, test_X, test_y):
+    return score_probe(test_y, fit_probe(train_X, train_y, test_X))
+
+
+def test_probe_oracle_labels_give_auroc_one_and_noise_chance():
+    rng = np.random.default_rng(2)
+    y_tr, y_te = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+    # oracle: the label itself (plus irrelevant noise dimensions) as the representation
+    oracle = _probe(np.c_[y_tr, rng.normal(size=(400, 5))], y_tr, np.c_[y_te, rng.normal(size=(400, 5))], y_te)
+    assert oracle["auroc"][0] > 0.99 and oracle["accuracy"][0] > 0.98
+    # anti-oracle: noise unrelated to the label
+    noise = _probe(rng.normal(size=(400, 20)), y_tr, rng.normal(size=(400, 20)), y_te)
+    assert abs(noise["auroc"][0] - 0.5) < 0.08
+    lo, hi = noise["auroc"][1]
+    assert lo < 0.5 < hi  # chance lies inside its CI
+
+
+def test_mean_auroc_averages_attributes_and_draws():
+    rng = np.random.default_rng(3)
+    Y = rng.integers(0, 2, (300, 2))
+    perfect, noise = Y[:, 0].astype(float), rng.random(300)
+    value, (lo, hi) = mean_auroc(Y, [perfect, noise])
+    assert value == pytest.approx((1.0 + roc_auc_score(Y[:, 1], noise)) / 2)
+    assert lo <= value <= hi
+    draws, _ = mean_auroc(Y, [np.stack([perfect, 1 - perfect])])  # AUROC 1 and 0: mean 0.5
+    assert draws == pytest.approx(0.5)
+
+
+def test_lpips_absent_weights_say_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reason = lpips_unavailable_reason()
+    assert reason and ALEXNET_FILE in reason and str(tmp_path) in reason and "\n" not in reason
+    with pytest.raises(FileNotFoundError):
+        LPIPS()
+
+
+def test_lpips_wiring_with_a_locally_saved_alexnet(tmp_path, monkeypatch):
+    """Wiring only: a randomly initialised AlexNet saved where torchvision's would be. Not LPIPS numbers."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet().state_dict(), ckpt / ALEXNET_FILE)
+    assert lpips_unavailable_reason() is None
+    fn = LPIPS()
+    a, b = _pair(3)
+    same, diff = fn(a, a), fn(a, b)
+    assert same.shape == (4,) and torch.allclose(same, torch.zeros(4, dtype=same.dtype), atol=1e-6)
+    assert (diff > 0).all()
+    assert fn(a[:, :1], b[:, :1]).shape == (4,)  # grey images are repeated to RGB
+    assert set(fn.weights) == {"lpips_alexnet_backbone", "lpips_linear_heads_v0.1"}

@@ -145,7 +145,7 @@ def perf(
 @app.command()
 def demo(
     preset: str = typer.Option("tiny", help="preset to train"),
-    steps: int = typer.Option(600, help="autoencoder training steps"),
+    steps: int = typer.Option(1500, help="autoencoder training steps"),
     latent_steps: int = typer.Option(1000, help="latent DDIM training steps"),
     out: str = typer.Option("runs/demo", help="run directory (resumed if present)"),
     device: str = typer.Option("auto"),

@@ -16,14 +16,15 @@ import torch
 
 from .device import resolve_device
 from .figures import save_image_rows
-from .models import load_model
+from .checkpoint import file_sha256, load_checkpoint
+from .models import CHECKPOINT, LATENT_CHECKPOINT, load_model
 from .records import record_rows
 from .runner import RunOptions, run
 from .tables import render, rows_frame
 from .train import TrainOptions, train_autoencoder, train_latent
 
 
-def run_demo(preset: str = "tiny", steps: int = 600, latent_steps: int = 1000, out: str = "runs/demo",
+def run_demo(preset: str = "tiny", steps: int = 1500, latent_steps: int = 1000, out: str = "runs/demo",
              device: str = "auto") -> Path:
     out_dir = Path(out)
     model_dir = out_dir / "diffae"
@@ -35,6 +36,9 @@ def run_demo(preset: str = "tiny", steps: int = 600, latent_steps: int = 1000, o
         print("interrupted: run the same command to resume")
         return out_dir
     print(f"[2/3] training its latent DDIM for {latent_steps} steps")
+    latent = model_dir / LATENT_CHECKPOINT
+    if latent.is_file() and load_checkpoint(latent)[1].get("autoencoder_sha256") != file_sha256(model_dir / CHECKPOINT):
+        latent.unlink()  # the autoencoder trained on (e.g. a larger --steps): its old latent DDIM no longer fits it
     train_latent(TrainOptions(**{**ae.__dict__, "steps": latent_steps, "ckpt_every": latent_steps}))
 
     model = load_model(model_dir, device=resolve_device(device), require_latent=True)

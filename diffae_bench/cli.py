@@ -79,7 +79,7 @@ def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets"
                                       f"z_dim {p.encoder.z_dim}") for n, p in ((n, PRESETS.get(n)) for n in PRESETS)])
     lists.add("datasets", lambda: [(n, _first_line(sys.modules[DATASETS.get(n).__module__].__doc__)) for n in DATASETS])
     for name, desc in lists.get(what)():
-        typer.echo(f"{name:12s} {desc}")
+        typer.echo(f"{name:16s} {desc}")
 
 
 @app.command()

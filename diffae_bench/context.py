@@ -99,7 +99,8 @@ class EvalContext:
         return {"n_total": len(ds), "n_used": int(n_used), "content_hash": ds.content_hash(), "source": ds.source}
 
     # -- cached model outputs ---------------------------------------------------------
-    def _key(self, split: str, n: int, **extra) -> dict:
+    def cache_key(self, split: str, n: int, **extra) -> dict:
+        """Cache-key parts for an output of the first n images of a split (model, data, n, mode, extras)."""
         return {"model": self.fingerprint, "data": self.dataset(split).content_hash(), "split": split, "n": n,
                 "numeric_mode": self.numeric_mode, **extra}
 
@@ -126,11 +127,11 @@ class EvalContext:
             widths = [v.shape[1] for v in self.model.representations(x[:1].to(self.device)).values()]
             return dict(zip(names, stacked.split(widths, dim=1)))
 
-        return self.cache.get_or_compute("codes", self._key(split, n), compute)
+        return self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
 
     def z(self, split: str, n: int) -> torch.Tensor:
         """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""
-        key = self._key(split, n)
+        key = self.cache_key(split, n)
         return self.cache.get_or_compute(
             "z", key, lambda: {"z": self._batched(f"encode {split}", n, self.model.encode, self.images(split, n))})["z"]
 
@@ -144,7 +145,7 @@ class EvalContext:
                 return {"x_T": self._batched(f"invert T={T} {split}", n, fn, x, z)}
             return {"x_T": self._batched(f"invert T={T} {split}", n, lambda xb: self.model.encode_stochastic(xb, T), x)}
 
-        return self.cache.get_or_compute("x_T", self._key(split, n, T=T), compute)["x_T"]
+        return self.cache.get_or_compute("x_T", self.cache_key(split, n, T=T), compute)["x_T"]
 
     def noise(self, n: int, stream: str) -> torch.Tensor:
         """x_T ~ N(0, I) for n images, from a CPU generator seeded by (seed, stream): device independent."""
@@ -164,7 +165,7 @@ class EvalContext:
             return {"x0": self._batched(desc, n, lambda xb: self.model.decode(None, xb, T), x_T)}
 
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
-        return self.cache.get_or_compute("recon", self._key(split, n, **extra), compute)["x0"]
+        return self.cache.get_or_compute("recon", self.cache_key(split, n, **extra), compute)["x0"]
 
     def samples(self, n: int, T: int, T_latent: int = 100) -> torch.Tensor:
         """n unconditional samples (z from the model's latent prior, x_T ~ N(0, I), T-step decoding).
@@ -186,7 +187,7 @@ class EvalContext:
 
         key = {"model": self.fingerprint, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
                "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
-               "prior_data": self._key("train", n_prior) if n_prior else None}
+               "prior_data": self.cache_key("train", n_prior) if n_prior else None}
         return self.cache.get_or_compute("samples", key, compute)["x0"]
 
     # -- figures ---------------------------------------------------------------------

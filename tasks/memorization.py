@@ -1,0 +1,188 @@
+"""memorization: do generated samples copy training images?
+
+PROTOCOL ("Metrics, exactly", Memorization): for each generated sample, the
+nearest training image by pixel MSE, by MSE in z_sem space and by LPIPS; "a
+statistic is better than a picture". The statistic follows the idea of the
+data-copying test of Meehan, Chaudhuri & Dasgupta (AISTATS 2020): a model that
+generalises puts its samples no closer to the training set than fresh images
+from the same distribution are, so we compare
+  d_gen      nearest-training-image distance of each generated sample, with
+  d_heldout  the same for as many held-out (test) images,
+by a one-sided Mann-Whitney U test (H1: d_gen tends to be smaller). Reported:
+  copy_auc     P(d_gen < d_heldout) (ties count one half): 0.5 = no sign of
+               copying, near 1 = samples sit on training images; below 0.5 the
+               samples are farther from the training set than real images
+               (under-fitting, not copying). Main score, lower is better.
+  copy_pvalue  the test's p-value (small = copying detected; higher is better)
+  nn_median    median NN distance of the generated and of the held-out images
+Departure from Meehan et al.: one global test, not their per-cell Z_U
+statistic over a k-means partition of the training set (recorded in notes).
+
+Distances: pixel MSE on [0, 1] images; z: MSE of encode() codes (samples are
+encoded with the model's encoder; same ranking as L2); LPIPS where its weights
+exist, searched among the `lpips_candidates` pixel-nearest training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import mannwhitneyu
+
+from diffae_bench.metrics import to_unit
+from diffae_bench.lpips_metric import get_lpips, lpips_unavailable_reason
+from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
+from diffae_bench.task import Metric, Task, TaskResult, register
+
+
+@dataclass(frozen=True)
+class MemorizationConfig:
+    n_samples: int = 200  # generated samples; as many held-out test images are the reference group
+    n_train: int = 2000  # training images searched for nearest neighbours (first n of the train split)
+    T: int = 20  # DDIM steps of the image sampler
+    T_latent: int = 20  # DDIM steps of the latent sampler (Diff-AE's latent DDIM)
+    lpips: bool = True  # LPIPS nearest neighbours where the AlexNet weights exist
+    lpips_candidates: int = 32  # LPIPS is computed against this many pixel-nearest training images
+    grid_images: int = 8  # samples (the closest to the training set) shown beside their nearest training image
+
+
+# -- pure cores -----------------------------------------------------------------------
+def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row, the MSE (mean over features) to its nearest reference row, and that row's index.
+
+    Rows are flattened; ||q||^2 + ||r||^2 - 2 q.r in float64, clamped at 0,
+    in chunks of queries so memory stays (chunk x n_reference).
+    """
+    Q, R = queries.flatten(1).double(), reference.flatten(1).double()
+    r2 = (R * R).sum(1)
+    dists, idx = [], []
+    for s in range(0, len(Q), chunk):
+        q = Q[s:s + chunk]
+        d = ((q * q).sum(1, keepdim=True) + r2 - 2 * q @ R.T).clamp_min(0) / Q.shape[1]
+        m = d.min(1)
+        dists.append(m.values)
+        idx.append(m.indices)
+    return torch.cat(dists).numpy(), torch.cat(idx).numpy()
+
+
+def pixel_nearest(images: torch.Tensor, train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest training image by pixel MSE on [0, 1] images (inputs in [-1, 1])."""
+    return nearest_neighbours(to_unit(images), to_unit(train))
+
+
+def copying_test(d_gen: np.ndarray, d_heldout: np.ndarray, seed: int = 0) -> dict:
+    """Pure core: are generated samples closer to the training set than held-out images are?
+
+    One-sided Mann-Whitney U (alternative "less": d_gen stochastically
+    smaller). copy_auc = P(d_gen < d_heldout) + 0.5 P(tie), the common-language
+    effect size (AUROC of "-distance" separating generated from held-out);
+    its CI resamples the two groups independently.
+    """
+    g, h = np.asarray(d_gen, np.float64), np.asarray(d_heldout, np.float64)
+    if len(g) < 2 or len(h) < 2:
+        raise ValueError(f"copying test needs >= 2 items per group, got {len(g)} and {len(h)}")
+    u_gen, p = mannwhitneyu(g, h, alternative="less")  # U of d_gen: pairs with d_gen > d_heldout (+ ties / 2)
+    auc = 1.0 - float(u_gen) / (len(g) * len(h))
+    gi = resample_indices(len(g), seed=seed)
+    hi = resample_indices(len(h), seed=seed + 1)
+    scores = -np.concatenate([g[gi], h[hi]], axis=1)  # (n_boot, n_gen + n_heldout): closer = higher
+    y = np.broadcast_to(np.r_[np.ones(len(g)), np.zeros(len(h))], scores.shape)
+    boot = auroc_rows(y, scores)
+    return {"copy_auc": auc, "copy_auc_ci": percentile_ci(boot), "copy_pvalue": float(p), "u_statistic": float(u_gen),
+            "median_gen": float(np.median(g)), "median_heldout": float(np.median(h)), "n_gen": len(g),
+            "n_heldout": len(h)}
+
+
+# -- task ------------------------------------------------------------------------
+@register
+class Memorization(Task):
+    name = "memorization"
+    version = 1
+    Config = MemorizationConfig
+    description = "data-copying test: generated-to-train vs held-out-to-train NN distances (pixel, z, LPIPS)"
+    metrics = (
+        Metric("copy_auc", higher_is_better=False, main=True,
+               description="P(d_gen < d_heldout) of NN-to-train distances (0.5 = no copying, 1 = copies)"),
+        Metric("copy_pvalue", higher_is_better=True,
+               description="one-sided Mann-Whitney U p-value (small = samples closer to train than held-out)"),
+        Metric("nn_median", higher_is_better=True,
+               description="median nearest-training-image distance (group=generated / heldout), informational"),
+    )
+
+    def run(self, ctx, cfg: MemorizationConfig) -> TaskResult:
+        res = TaskResult()
+        n = ctx.n_images("test", cfg.n_samples, minimum=2)  # held-out group; the samples match its size
+        n_train = ctx.n_images("train", cfg.n_train, minimum=2)
+        samples = ctx.samples(n, cfg.T, cfg.T_latent)
+        heldout, train = ctx.images("test", n), ctx.images("train", n_train)
+        nn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # space -> (d_gen, d_heldout, nn index of gen)
+        d_gen, i_gen = pixel_nearest(samples, train)
+        nn["pixel_mse"] = (d_gen, pixel_nearest(heldout, train)[0], i_gen)
+        if ctx.model.has_semantic_latent:
+            z_gen = self._encode(ctx, samples)
+            d_gen, i_gen = nearest_neighbours(z_gen, ctx.z("train", n_train))
+            nn["z_mse"] = (d_gen, nearest_neighbours(ctx.z("test", n), ctx.z("train", n_train))[0], i_gen)
+        else:
+            res.notes.append(f"no z-space distances: the {ctx.model.kind} model has no semantic latent")
+        lpips_fn = self._lpips(ctx, cfg, res)
+        if lpips_fn is not None:
+            d_gen, i_gen = self._lpips_nearest(lpips_fn, samples, train, cfg.lpips_candidates)
+            nn["lpips"] = (d_gen, self._lpips_nearest(lpips_fn, heldout, train, cfg.lpips_candidates)[0], i_gen)
+        for space, (dg, dh, _) in nn.items():
+            t = copying_test(dg, dh, seed=ctx.seed)
+            res.add("copy_auc", t["copy_auc"], t["copy_auc_ci"], n=n, space=space)
+            res.add("copy_pvalue", t["copy_pvalue"], n=n, space=space)
+            res.add("nn_median", t["median_gen"], n=n, space=space, group="generated")
+            res.add("nn_median", t["median_heldout"], n=n, space=space, group="heldout")
+            res.extra[space] = {k: v for k, v in t.items() if k != "copy_auc_ci"}
+        res.notes.append("copying test: one global Mann-Whitney U over NN distances, not Meehan et al.'s "
+                         "per-cell Z_U statistic")
+        res.extra["departures"] = [f"{n} samples, {n_train} training images searched (first n of the split)"]
+        self._figure(ctx, cfg, samples, train, nn, res)
+        return res
+
+    @staticmethod
+    def _encode(ctx, images: torch.Tensor) -> torch.Tensor:
+        """encode() of the samples, batched (the same code ctx.z gives for data)."""
+        with torch.no_grad():
+            return torch.cat([ctx.model.encode(images[s:s + ctx.batch_size].to(ctx.device)).float().cpu()
+                              for s in range(0, len(images), ctx.batch_size)])
+
+    @staticmethod
+    def _lpips(ctx, cfg, res: TaskResult):
+        if not cfg.lpips:
+            return None
+        reason = lpips_unavailable_reason()
+        if reason:
+            res.notes.append(reason)
+            return None
+        fn = get_lpips(str(ctx.device))
+        ctx.pretrained_weights.update(fn.weights)
+        return fn
+
+    @staticmethod
+    def _lpips_nearest(lpips_fn, images: torch.Tensor, train: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """LPIPS nearest training image among each image's k pixel-nearest (all pairs would cost n x n_train)."""
+        U, V = to_unit(images).flatten(1), to_unit(train).flatten(1)
+        d2 = (U * U).sum(1, keepdim=True) + (V * V).sum(1) - 2 * U @ V.T
+        cand = d2.topk(min(k, len(train)), dim=1, largest=False).indices  # (n, k)
+        dist = lpips_fn(images.repeat_interleave(cand.shape[1], 0), train[cand.flatten()]).view(cand.shape).numpy()
+        best = dist.argmin(1)
+        return dist[np.arange(len(dist)), best], cand.numpy()[np.arange(len(dist)), best]
+
+    @staticmethod
+    def _figure(ctx, cfg, samples, train, nn, res: TaskResult) -> None:
+        from diffae_bench.figures import save_image_rows
+
+        path = ctx.figure_path("nearest_train.png")
+        if path is None:
+            return
+        d_pix, _, _ = nn["pixel_mse"]
+        show = np.argsort(d_pix)[:cfg.grid_images]  # the samples closest to the training set: where copies would be
+        rows, labels = [samples[show]], ["sample (closest first)"]
+        for space, (_, _, idx) in nn.items():
+            rows.append(train[idx[show]])
+            labels.append(f"nearest train, {space}")
+        res.figures.append(save_image_rows(path, rows, labels, label_width=150).name)

@@ -190,6 +190,18 @@ class EvalContext:
                "prior_data": self.cache_key("train", n_prior) if n_prior else None}
         return self.cache.get_or_compute("samples", key, compute)["x0"]
 
+    def lpips(self, notes: list[str]):
+        """The LPIPS scorer (its weights' sha256 recorded), or None with the reason added to notes."""
+        from .lpips_metric import get_lpips, lpips_unavailable_reason
+
+        reason = lpips_unavailable_reason()
+        if reason:
+            notes.append(reason)
+            return None
+        fn = get_lpips(str(self.device))
+        self.pretrained_weights.update(fn.weights)
+        return fn
+
     # -- figures ---------------------------------------------------------------------
     def figure_path(self, name: str) -> Path | None:
         """Where to save a figure (None when the run keeps no figures)."""

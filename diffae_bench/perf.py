@@ -21,7 +21,6 @@ import time
 
 import torch
 
-from . import diffusion as D
 from .device import describe_device, resolve_device
 from .models import build_model, get_kind
 from .presets import PRESETS

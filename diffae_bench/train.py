@@ -25,7 +25,7 @@ from .checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkpo
 from .data import load_dataset
 from .device import resolve_device
 from .errors import BenchError, CheckpointError, TrainingDiverged
-from .models import CHECKPOINT, LATENT_CHECKPOINT, build_from_meta, get_kind, load_model
+from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, load_model
 from .presets import PRESETS, TrainConfig
 
 

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from diffae_bench import metrics as M
-from diffae_bench.lpips_metric import get_lpips, lpips_unavailable_reason
 from diffae_bench.stats import mean_ci
 from diffae_bench.task import Metric, Task, TaskResult, register
 
@@ -126,7 +125,7 @@ class Interpolation(Task):
         P = n // 2
         x = ctx.images(cfg.split, 2 * P)
         a, b = x[:P], x[P:2 * P]
-        lpips_fn = self._lpips(ctx, cfg, res)
+        lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None
         paths = self._code_paths(ctx, cfg, 2 * P)
         strips: dict[str, torch.Tensor] = {}
         for name, (z_path, xT_path) in paths.items():
@@ -142,18 +141,6 @@ class Interpolation(Task):
         res.extra["paths"] = list(paths)
         self._figure(ctx, a, b, strips, res)
         return res
-
-    @staticmethod
-    def _lpips(ctx, cfg, res: TaskResult):
-        if not cfg.lpips:
-            return None
-        reason = lpips_unavailable_reason()
-        if reason:
-            res.notes.append(reason)
-            return None
-        fn = get_lpips(str(ctx.device))
-        ctx.pretrained_weights.update(fn.weights)
-        return fn
 
     @staticmethod
     def _code_paths(ctx, cfg, n: int) -> dict[str, tuple[torch.Tensor | None, torch.Tensor]]:

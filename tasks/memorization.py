@@ -32,7 +32,6 @@ import torch
 from scipy.stats import mannwhitneyu
 
 from diffae_bench.metrics import to_unit
-from diffae_bench.lpips_metric import get_lpips, lpips_unavailable_reason
 from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult, register
 
@@ -126,7 +125,7 @@ class Memorization(Task):
             nn["z_mse"] = (d_gen, nearest_neighbours(ctx.z("test", n), ctx.z("train", n_train))[0], i_gen)
         else:
             res.notes.append(f"no z-space distances: the {ctx.model.kind} model has no semantic latent")
-        lpips_fn = self._lpips(ctx, cfg, res)
+        lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None
         if lpips_fn is not None:
             d_gen, i_gen = self._lpips_nearest(lpips_fn, samples, train, cfg.lpips_candidates)
             nn["lpips"] = (d_gen, self._lpips_nearest(lpips_fn, heldout, train, cfg.lpips_candidates)[0], i_gen)
@@ -149,18 +148,6 @@ class Memorization(Task):
         with torch.no_grad():
             return torch.cat([ctx.model.encode(images[s:s + ctx.batch_size].to(ctx.device)).float().cpu()
                               for s in range(0, len(images), ctx.batch_size)])
-
-    @staticmethod
-    def _lpips(ctx, cfg, res: TaskResult):
-        if not cfg.lpips:
-            return None
-        reason = lpips_unavailable_reason()
-        if reason:
-            res.notes.append(reason)
-            return None
-        fn = get_lpips(str(ctx.device))
-        ctx.pretrained_weights.update(fn.weights)
-        return fn
 
     @staticmethod
     def _lpips_nearest(lpips_fn, images: torch.Tensor, train: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from diffae_bench import metrics as M
-from diffae_bench.lpips_metric import get_lpips, lpips_unavailable_reason
 from diffae_bench.stats import mean_ci
 from diffae_bench.task import Metric, Task, TaskResult, register
 
@@ -62,14 +61,7 @@ class Reconstruction(Task):
         res = TaskResult()
         n = ctx.n_images(cfg.split, cfg.n_images, minimum=2)
         x = ctx.images(cfg.split, n)
-        lpips_fn = None
-        if cfg.lpips:
-            reason = lpips_unavailable_reason()
-            if reason:
-                res.notes.append(reason)
-            else:
-                lpips_fn = get_lpips(str(ctx.device))
-                ctx.pretrained_weights.update(lpips_fn.weights)
+        lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None
         sources = ["inferred"] + (["random"] if cfg.random_xT and ctx.model.has_semantic_latent else [])
         if cfg.random_xT and not ctx.model.has_semantic_latent:
             res.notes.append("no random-x_T rows: the model has no semantic latent, so decoding noise is not a reconstruction")

@@ -121,11 +121,10 @@ class EvalContext:
 
         def compute():
             x = self.images(split, n)
-            names = list(self.model.representations(x[:1].to(self.device)))
+            first = self.model.representations(x[:1].to(self.device))  # names and widths of the codes
             stacked = self._batched(f"encode {split}", n,
                                     lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1), x)
-            widths = [v.shape[1] for v in self.model.representations(x[:1].to(self.device)).values()]
-            return dict(zip(names, stacked.split(widths, dim=1)))
+            return dict(zip(first, stacked.split([v.shape[1] for v in first.values()], dim=1)))
 
         return self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
 

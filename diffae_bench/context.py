@@ -104,7 +104,7 @@ class EvalContext:
         return {"model": self.fingerprint, "data": self.dataset(split).content_hash(), "split": split, "n": n,
                 "numeric_mode": self.numeric_mode, **extra}
 
-    def _batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
+    def batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
         """fn over batches of the inputs (first n rows), outputs concatenated on the CPU."""
         outs = []
         starts = range(0, n, self.batch_size)
@@ -122,7 +122,7 @@ class EvalContext:
         def compute():
             x = self.images(split, n)
             first = self.model.representations(x[:1].to(self.device))  # names and widths of the codes
-            stacked = self._batched(f"encode {split}", n,
+            stacked = self.batched(f"encode {split}", n,
                                     lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1), x)
             return dict(zip(first, stacked.split([v.shape[1] for v in first.values()], dim=1)))
 
@@ -132,7 +132,7 @@ class EvalContext:
         """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""
         key = self.cache_key(split, n)
         return self.cache.get_or_compute(
-            "z", key, lambda: {"z": self._batched(f"encode {split}", n, self.model.encode, self.images(split, n))})["z"]
+            "z", key, lambda: {"z": self.batched(f"encode {split}", n, self.model.encode, self.images(split, n))})["z"]
 
     def x_T(self, split: str, n: int, T: int) -> torch.Tensor:
         """DDIM-inverted x_T with T steps (the stochastic encoder), conditioned on z where the model has one."""
@@ -141,8 +141,8 @@ class EvalContext:
             if self.model.has_semantic_latent:
                 z = self.z(split, n)
                 fn = lambda xb, zb: self.model.encode_stochastic(xb, T, zb)
-                return {"x_T": self._batched(f"invert T={T} {split}", n, fn, x, z)}
-            return {"x_T": self._batched(f"invert T={T} {split}", n, lambda xb: self.model.encode_stochastic(xb, T), x)}
+                return {"x_T": self.batched(f"invert T={T} {split}", n, fn, x, z)}
+            return {"x_T": self.batched(f"invert T={T} {split}", n, lambda xb: self.model.encode_stochastic(xb, T), x)}
 
         return self.cache.get_or_compute("x_T", self.cache_key(split, n, T=T), compute)["x_T"]
 
@@ -160,8 +160,8 @@ class EvalContext:
             x_T = self.x_T(split, n, T) if x_T_source == "inferred" else self.noise(n, f"recon/{split}")
             desc = f"decode T={T} {x_T_source} {split}"
             if self.model.has_semantic_latent:
-                return {"x0": self._batched(desc, n, lambda zb, xb: self.model.decode(zb, xb, T), self.z(split, n), x_T)}
-            return {"x0": self._batched(desc, n, lambda xb: self.model.decode(None, xb, T), x_T)}
+                return {"x0": self.batched(desc, n, lambda zb, xb: self.model.decode(zb, xb, T), self.z(split, n), x_T)}
+            return {"x0": self.batched(desc, n, lambda xb: self.model.decode(None, xb, T), x_T)}
 
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
         return self.cache.get_or_compute("recon", self.cache_key(split, n, **extra), compute)["x0"]

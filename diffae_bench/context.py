@@ -207,3 +207,37 @@ class EvalContext:
         if self.out_dir is None:
             return None
         return Path(self.out_dir) / f"{self.figure_prefix}{name}"
+
+    # -- Frechet distances ----------------------------------------------------------
+    def feature_spaces(self, feature_net, notes: list[str], inception: bool = True) -> list:
+        """fd_cnn (always; its net trained once per data set and config) and FID where InceptionV3 exists.
+
+        feature_net: a frechet.FeatureNetConfig. The networks' hashes and
+        accuracy go into the record's pretrained_weights.
+        """
+        from . import frechet
+
+        net, info = frechet.cached_feature_net(self.dataset("train"), self.dataset("test"), feature_net, self.cache,
+                                               self.progress)
+        spaces = [frechet.cnn_space(net, info, self.device)]
+        self.pretrained_weights[f"fd_cnn_{self.dataset_name}"] = info
+        if inception:
+            reason = frechet.inception_unavailable_reason()
+            if reason:
+                notes.append(reason)
+            else:
+                space = frechet.inception_space(self.device)
+                self.pretrained_weights["fid_inception_v3"] = space.info
+                spaces.append(space)
+        return spaces
+
+    def real_features(self, space, split: str, n: int) -> torch.Tensor:
+        """float64 features of the first n images of a split, cached by data hash and the network's hash."""
+        from .frechet import extract
+
+        def compute():
+            return {"f": extract(space, self.images(split, n), self.batch_size, self.progress,
+                                 desc=f"{space.metric} features {split}")}
+
+        key = {"data": self.dataset(split).content_hash(), "split": split, "n": n, "space": space.id}
+        return self.cache.get_or_compute("real_features", key, compute)["f"]

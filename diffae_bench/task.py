@@ -81,8 +81,22 @@ class Task:
     @classmethod
     def make_config(cls, overrides: dict[str, Any] | None = None):
         """The task's Config with overrides (unknown keys are an error, with a suggestion)."""
-        overrides = overrides or {}
+        overrides = dict(overrides or {})
         names = [f.name for f in dataclasses.fields(cls.Config)]
+        defaults = cls.Config()
+        # "feature_net.steps=100" sets a field of a nested config dataclass
+        nested: dict[str, dict] = {}
+        for k in [k for k in overrides if "." in k]:
+            outer, inner = k.split(".", 1)
+            if outer in names and dataclasses.is_dataclass(getattr(defaults, outer)):
+                nested.setdefault(outer, {})[inner] = overrides.pop(k)
+        for outer, inner in nested.items():
+            sub = getattr(defaults, outer)
+            sub_names = [f.name for f in dataclasses.fields(sub)]
+            for k in inner:
+                if k not in sub_names:
+                    raise BenchError(f"task {cls.name} option '{outer}' has no field '{k}' (fields: {', '.join(sub_names)})")
+            overrides[outer] = dataclasses.replace(sub, **inner)
         for k in overrides:
             if k not in names:
                 import difflib
@@ -90,7 +104,6 @@ class Task:
                 close = difflib.get_close_matches(k, names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise BenchError(f"task {cls.name} has no option '{k}'{hint} (options: {', '.join(names)})")
-        defaults = cls.Config()
         for k, v in list(overrides.items()):
             # "--set task.steps=10" gives one value where the field holds a tuple
             if isinstance(getattr(defaults, k), tuple) and not isinstance(v, (tuple, list)):

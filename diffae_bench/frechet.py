@@ -1,0 +1,273 @@
+"""Frechet distances between image sets, computed by torch-fidelity.
+
+Two feature spaces, never confused with each other (PROTOCOL "FID and LPIPS offline"):
+  fid     torch-fidelity's InceptionV3 ("inception-v3-compat", 2048-d pool features): the
+          real FID, computed only where weights-inception-2015-12-05-6726825d.pth lies in
+          $TORCH_HOME/hub/checkpoints/ (nothing is downloaded).
+  fd_cnn  the penultimate features of a small CNN the suite trains on the data set's own
+          labels (class column + binary attributes), the usual practice for MNIST-like data.
+          Trained deterministically from a seed, cached by the data's content hash and the
+          network config; every record carries its sha256 and test accuracy. Its numbers
+          are comparable only between records with the same network hash and data set.
+
+Both are torch-fidelity feature extractors (FeatureExtractorBase, registered by name);
+the mean/covariance statistics and the distance are torch-fidelity's own
+(fid_featuresdict_to_statistics, fid_statistics_to_metric), fed float64 features so the
+whole computation runs in float64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_featuresdict_to_statistics, fid_statistics_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+from torch_fidelity.utils import create_feature_extractor
+from tqdm import tqdm
+
+from .cache import Cache
+from .data import ImageDataset, unit_to_uint8
+from .errors import DataError
+from .lpips_metric import hub_checkpoint_dir
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's converted TF InceptionV3
+CNN_EXTRACTOR = "diffae-bench-cnn"  # our extractor's name in torch-fidelity's registry
+FEATURE_NET_VERSION = 1  # bump when the architecture or training recipe changes
+
+
+@dataclass(frozen=True)
+class FeatureNetConfig:
+    width: int = 16  # channels at full resolution; 2x at 1/2, 4x at 1/4 and 1/8 of the side
+    feature_dim: int = 128  # penultimate width: the space fd_cnn is measured in
+    steps: int = 600  # optimisation steps (Adam): ~4 epochs of 20k images at batch 128
+    batch_size: int = 128  # images per step
+    lr: float = 2e-3  # Adam learning rate, constant (a cosine decay over so few steps learned less)
+    n_train: int = 20_000  # first n images of the train split used to fit it
+    n_test: int = 2_000  # first n test images its recorded accuracy is measured on
+    seed: int = 0  # initialisation and batch order
+
+
+class SmallCNN(nn.Module):
+    """Conv stages at 1, 1/2, 1/4, 1/8 of the side (GroupNorm, SiLU) -> global pool -> feature_dim -> heads.
+
+    Narrow at full resolution so that fitting it costs about a minute of CPU.
+    GroupNorm rather than BatchNorm: an image's features never depend on the
+    other images in its batch, so statistics do not depend on batch size.
+    """
+
+    def __init__(self, in_ch: int, n_classes: int, n_binary: int, cfg: FeatureNetConfig):
+        super().__init__()
+        w = cfg.width
+
+        def block(i, o):
+            return [nn.Conv2d(i, o, 3, padding=1), nn.GroupNorm(8, o), nn.SiLU()]
+
+        self.body = nn.Sequential(*block(in_ch, w), nn.AvgPool2d(2),
+                                  *block(w, 2 * w), *block(2 * w, 2 * w), nn.AvgPool2d(2),
+                                  *block(2 * w, 4 * w), nn.AvgPool2d(2),
+                                  *block(4 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(4 * w, cfg.feature_dim), nn.SiLU())
+        self.class_head = nn.Linear(cfg.feature_dim, n_classes) if n_classes else None
+        self.binary_head = nn.Linear(cfg.feature_dim, n_binary) if n_binary else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _labels(ds: ImageDataset) -> tuple[np.ndarray | None, np.ndarray | None, list]:
+    """(class ids 0..K-1 or None, binary attribute matrix or None, class values)."""
+    cls, classes = None, []
+    if ds.class_column:
+        classes = sorted(ds.attributes[ds.class_column].unique().tolist())
+        cls = ds.attributes[ds.class_column].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    binary = ds.attributes[list(ds.binary_attributes)].to_numpy(np.float32) if ds.binary_attributes else None
+    return cls, binary, classes
+
+
+def train_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig,
+                      progress: bool = True) -> tuple[SmallCNN, dict]:
+    """Fit SmallCNN on the train split's labels; returns the net (eval mode, CPU) and its test accuracy."""
+    cls, binary, classes = _labels(train)
+    if cls is None and binary is None:
+        raise DataError(f"data set {train.name} has no labels (class column or binary attributes): "
+                        "no feature network for fd_cnn can be trained on it")
+    torch.manual_seed(cfg.seed)
+    n = min(cfg.n_train, len(train))
+    net = SmallCNN(train.image_shape[0], len(classes), 0 if binary is None else binary.shape[1], cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = np.random.default_rng(cfg.seed)
+    x_all = train.uint8(np.arange(n))
+    net.train()
+    for _ in tqdm(range(cfg.steps), desc=f"feature net {train.name}", disable=not progress, leave=False):
+        idx = gen.integers(0, n, cfg.batch_size)
+        x = torch.from_numpy(x_all[idx]).float().div(127.5).sub(1)
+        f = net.features(x)
+        loss = 0.0
+        if net.class_head is not None:
+            loss = loss + F.cross_entropy(net.class_head(f), torch.from_numpy(cls[idx]))
+        if net.binary_head is not None:
+            loss = loss + F.binary_cross_entropy_with_logits(net.binary_head(f), torch.from_numpy(binary[idx]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval().requires_grad_(False)
+    return net, _accuracy(net, test, cfg, classes)
+
+
+@torch.no_grad()
+def _accuracy(net: SmallCNN, test: ImageDataset, cfg: FeatureNetConfig, train_classes: list) -> dict:
+    """Held-out accuracy of the class head (argmax) and of the binary heads (logit > 0, mean over attributes)."""
+    _, binary, _ = _labels(test)
+    m = min(cfg.n_test, len(test))
+    f = torch.cat([net.features(x) for x in test.batches(256, limit=m)])
+    out = {"n_test": m}
+    if net.class_head is not None:
+        ids = {c: i for i, c in enumerate(train_classes)}
+        truth = test.attributes[test.class_column].iloc[:m].map(ids).fillna(-1).to_numpy(np.int64)
+        out["class_accuracy"] = float((net.class_head(f).argmax(1).numpy() == truth).mean())
+    if net.binary_head is not None:
+        out["binary_accuracy"] = float(((net.binary_head(f) > 0).numpy() == (binary[:m] > 0.5)).mean())
+    return out
+
+
+def state_sha256(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig, cache: Cache,
+                       progress: bool = True) -> tuple[SmallCNN, dict]:
+    """The feature net for this data (content hash) and config: trained once, then served from the cache."""
+    cls, binary, classes = _labels(train)
+    key = {"train": train.content_hash(), "test": test.content_hash(), "config": asdict(cfg),
+           "version": FEATURE_NET_VERSION}
+
+    def compute():
+        net, acc = train_feature_net(train, test, cfg, progress)
+        return {**net.state_dict(), "_accuracy": torch.tensor([acc.get("class_accuracy") or -1.0,
+                                                               acc.get("binary_accuracy") or -1.0, acc["n_test"]])}
+
+    state = cache.get_or_compute("feature_net", key, compute)
+    acc_t = state.pop("_accuracy").tolist()
+    net = SmallCNN(train.image_shape[0], len(classes), 0 if binary is None else binary.shape[1], cfg)
+    net.load_state_dict(state)
+    net.eval().requires_grad_(False)
+    info = {"network": "SmallCNN", "sha256": state_sha256(net), "config": asdict(cfg), "version": FEATURE_NET_VERSION,
+            "trained_on": f"{train.name}/train first {min(cfg.n_train, len(train))} (hash {train.content_hash()[:12]})",
+            "class_accuracy": acc_t[0] if acc_t[0] >= 0 else None,
+            "binary_accuracy": acc_t[1] if acc_t[1] >= 0 else None, "n_test": int(acc_t[2])}
+    return net, info
+
+
+# -- torch-fidelity feature extractors ----------------------------------------------------
+class CNNFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity adapter for SmallCNN: uint8 (B, C, H, W) in, float64 penultimate features out."""
+
+    def __init__(self, name, features_list, feature_net: SmallCNN | None = None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_net is None:
+            raise ValueError("CNNFeatureExtractor needs feature_net=")
+        self.net = feature_net
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("penultimate",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "penultimate"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+
+    def forward(self, x):
+        return (self.net.features(x.float().div(127.5).sub(1)).double(),)
+
+
+if CNN_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(CNN_EXTRACTOR, CNNFeatureExtractor)
+
+
+def inception_unavailable_reason() -> str | None:
+    path = hub_checkpoint_dir() / INCEPTION_FILE
+    if not path.is_file():
+        return (f"FID not computed: InceptionV3 weights {INCEPTION_FILE} not found in {path.parent} "
+                "(torch-fidelity's file; copy it there to enable FID)")
+    return None
+
+
+@dataclass
+class FeatureSpace:
+    """A torch-fidelity extractor plus what a record must say about it."""
+
+    metric: str  # metric family: "fid" or "fd_cnn"
+    extractor: FeatureExtractorBase
+    layer: str  # the feature the distance is measured on
+    info: dict  # network, sha256 of its weights, accuracy where known
+    channels: int  # channels the extractor takes (grey images are repeated to 3 for Inception)
+
+    @property
+    def id(self) -> str:
+        return f"{self.metric}:{self.info['sha256']}"
+
+
+def cnn_space(net: SmallCNN, info: dict, device: torch.device) -> FeatureSpace:
+    ext = create_feature_extractor(CNN_EXTRACTOR, ["penultimate"], cuda=False, feature_net=net, verbose=False)
+    return FeatureSpace("fd_cnn", ext.to(device), "penultimate", info, net.body[0].in_channels)
+
+
+def inception_space(device: torch.device) -> FeatureSpace:
+    """torch-fidelity's InceptionV3 from the local file (call only when inception_unavailable_reason() is None)."""
+    from .checkpoint import file_sha256
+
+    path = hub_checkpoint_dir() / INCEPTION_FILE
+    ext = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False, verbose=False,
+                                   feature_extractor_weights_path=str(path))
+    return FeatureSpace("fid", ext.to(device), "2048",
+                        {"network": "InceptionV3 (torch-fidelity)", "path": str(path), "sha256": file_sha256(path)}, 3)
+
+
+@torch.no_grad()
+def extract(space: FeatureSpace, images: torch.Tensor, batch_size: int = 128, progress: bool = False,
+            desc: str = "features") -> torch.Tensor:
+    """Features (n, D) float64 on the CPU of images in [-1, 1], quantised to uint8 as torch-fidelity expects."""
+    dev = next(iter(space.extractor.parameters()), torch.empty(0)).device
+    outs = []
+    for s in tqdm(range(0, len(images), batch_size), desc=desc, disable=not progress, leave=False):
+        x = torch.from_numpy(unit_to_uint8(images[s:s + batch_size]))
+        if x.shape[1] == 1 and space.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        feats = space.extractor.convert_features_tuple_to_dict(space.extractor(x.to(dev)))
+        outs.append(feats[space.layer].double().cpu())
+    return torch.cat(outs)
+
+
+def statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
+    """torch-fidelity's mean and covariance of float64 features (n, D)."""
+    if len(features) < 2:
+        raise ValueError(f"Frechet statistics need at least 2 images, got {len(features)}")
+    return fid_featuresdict_to_statistics({"f": features.double()}, "f")
+
+
+def frechet_distance(stats_a: dict, stats_b: dict) -> float:
+    """torch-fidelity's ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    return float(fid_statistics_to_metric(stats_a, stats_b, verbose=False)[KEY_METRIC_FID])
+
+
+def features_distance(fa: torch.Tensor, fb: torch.Tensor) -> float:
+    """Frechet distance between two feature sets."""
+    return frechet_distance(statistics(fa), statistics(fb))

@@ -30,7 +30,7 @@ FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
 BOOL_COLUMNS = ("higher_is_better", "main")
 STR_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 SORT_KEY = ["task", "dataset", "model", "metric"]
-LEGEND = "`*` main metric (gated by `bench compare`); ↑ higher is better, ↓ lower is better; cells: value ± half-width of the bootstrap CI."
+LEGEND = "`*` main metric (gated by `bench compare`); ↑ higher is better, ↓ lower is better; cells: value ± half-width of the 95% CI (bootstrap over items; fewshot_fid: t-interval over repeats)."
 
 
 # ---------------------------------------------------------------- rows: one dtype per column, whatever the source

@@ -1,0 +1,37 @@
+"""Reference-model export: EMA weights only, large tensors in float16, loadable, tied latent, manifest entry."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from diffae_bench.checkpoint import file_sha256, load_checkpoint
+from diffae_bench.export import export_run, update_manifest
+from diffae_bench.models import load_model
+
+
+def test_export_is_small_loadable_and_described(trained_diffae, tmp_path):
+    run = trained_diffae["dir"]
+    entry = export_run(run, tmp_path / "ref" / "diffae-tiny", dtype="float16")
+    out = tmp_path / "ref" / "diffae-tiny"
+    tensors, meta = load_checkpoint(out / "checkpoint.safetensors")
+    assert all(k.startswith("ema.") for k in tensors) and "optim_groups" not in meta
+    big = [v for v in tensors.values() if v.numel() > 1024]
+    assert big and all(v.dtype == torch.float16 for v in big)
+    assert (out / "checkpoint.safetensors").stat().st_size < 0.4 * (run / "checkpoint.safetensors").stat().st_size
+    ref, exp = load_model(run), load_model(out, require_latent=True)  # the latent is tied to the exported file
+    assert next(exp.parameters()).dtype == torch.float32
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 16, 16, generator=g) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(ref.encode(x), exp.encode(x), atol=1e-2)
+        assert torch.equal(ref.z_mean, exp.z_mean) and torch.equal(ref.z_std, exp.z_std)  # small tensors exact
+    assert entry["files"]["checkpoint.safetensors"]["sha256"] == file_sha256(out / "checkpoint.safetensors")
+    assert entry["images_seen"] == trained_diffae["step"] * 32 and entry["seed"] == 0
+    assert entry["train_commands"][0].startswith("bench train --model diffae --preset tiny --dataset shapes")
+    assert "--image-size 16" in entry["train_commands"][0] and "--limit 512" in entry["train_commands"][0]
+    assert entry["train_commands"][1].startswith("bench train --stage latent --steps 300")
+    update_manifest(tmp_path / "manifest.json", entry)
+    update_manifest(tmp_path / "manifest.json", entry)  # replaces, never duplicates
+    assert list(json.loads((tmp_path / "manifest.json").read_text())["models"]) == ["diffae-tiny"]

@@ -123,6 +123,7 @@ class Interpolation(Task):
         res = TaskResult()
         n = ctx.n_images(cfg.split, 2 * cfg.n_pairs, minimum=4)  # at least 2 pairs for a CI
         P = n // 2
+        ctx.used[cfg.split] = 2 * P  # an odd n leaves its last image out of every pair: record what was used
         x = ctx.images(cfg.split, 2 * P)
         a, b = x[:P], x[P:2 * P]
         lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None

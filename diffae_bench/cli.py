@@ -36,9 +36,12 @@ def train(
     ckpt_every: int = typer.Option(500, help="steps between checkpoints"),
     limit: Optional[int] = typer.Option(None, help="train on the first N training images only"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    numeric_mode: str = typer.Option("fp32", help="network precision of the loss: fp32, fp32-cl, bf16, bf16-cl (recorded)"),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the loss (slow to start; recorded)"),
 ):
     """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run."""
     from .presets import PRESETS
+    from .numerics import get_mode
     from .train import TrainOptions, train_autoencoder, train_latent
 
     if steps is not None and images is not None:
@@ -50,7 +53,8 @@ def train(
         steps = -(-images // bs)
     opts = TrainOptions(model=model, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
                         steps=steps or 1000, batch_size=batch_size, lr=lr, seed=seed, out=out,
-                        ckpt_every=ckpt_every, device=device, train_limit=limit)
+                        ckpt_every=ckpt_every, device=device, train_limit=limit,
+                        numeric_mode=get_mode(numeric_mode).name, compile=compile_)
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     if summary["interrupted"]:
         typer.echo(f"interrupted at step {summary['step']}; checkpoint saved, run the same command to resume", err=True)
@@ -101,6 +105,8 @@ def run(
     fmt: str = typer.Option("terminal", "--format", help="table format: terminal, markdown, csv, latex"),
     quiet: bool = typer.Option(False, help="no progress bars"),
     all_metrics: bool = typer.Option(False, help="print every metric, not only the main ones (bench table RUN_DIR does too)"),
+    numeric_mode: str = typer.Option("auto", help="auto (the measured per-path defaults), fp32, fp32-cl, bf16, bf16-cl, "
+                                                  "or per path: decode=bf16,invert=fp32,encode=fp32"),
 ):
     """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
     from .runner import RunOptions, parse_task_options, run as run_tasks
@@ -113,7 +119,7 @@ def run(
                       models=tuple(m.strip() for m in model.split(",") if m.strip()), dataset=dataset,
                       data_root=data_root, limit=limit, steps=steps_t, seed=seed, out=out, device=device,
                       batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
-                      task_options=parse_task_options(set_), progress=not quiet)
+                      task_options=parse_task_options(set_), progress=not quiet, numeric_mode=numeric_mode)
     out_dir, records = run_tasks(opts)
     from .records import record_rows
     from .tables import render, rows_frame
@@ -135,11 +141,21 @@ def perf(
     batch_size: int = typer.Option(32, help="batch for the sampling measurement"),
     seconds: float = typer.Option(10.0, help="time per measurement"),
     device: str = typer.Option("auto"),
+    modes: Optional[str] = typer.Option(None, help="numeric modes to compare with fp32 (default: fp32-cl and this device's defaults)"),
+    compile_: bool = typer.Option(False, "--compile", help="also time a torch.compile'd fp32 training step"),
+    accuracy: bool = typer.Option(False, "--accuracy", help="instead: metric deltas of each mode per path (PASS/FAIL) and cost slopes"),
+    steps: int = typer.Option(300, help="--accuracy: training steps of the tiny 16-px model"),
 ):
-    """Throughput benchmark: training images/s and sampling network evaluations/s."""
+    """Throughput benchmark: training images/s and sampling network evaluations/s, fp32 vs optimised."""
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
+    if accuracy:
+        from .perf_accuracy import accuracy as run_accuracy
+
+        run_accuracy(mode_list or ["bf16", "fp32-cl"], device=device, steps=steps)
+        return
     from .perf import run_perf
 
-    run_perf(presets.split(","), models.split(","), batch_size, seconds, device)
+    run_perf(presets.split(","), models.split(","), batch_size, seconds, device, mode_list, compile_)
 
 
 @app.command()

@@ -28,6 +28,7 @@ from .device import describe_device, resolve_device
 from .errors import BenchError, DataError
 from .interface import DiffusionAutoencoder
 from .models import MODELS, load_model, model_names
+from .numerics import apply_numeric_modes, parse_modes
 from .provenance import git_state, library_versions, machine
 from .task import get_task
 
@@ -49,6 +50,7 @@ class RunOptions:
     leaderboard: str | None = None  # CSV to append the records' rows to (e.g. results/leaderboard.csv)
     task_options: dict = field(default_factory=dict)  # {task: {field: value}} overrides of task configs
     progress: bool = True  # progress bars
+    numeric_mode: str = "auto"  # auto = numerics.default_modes(device); a mode name; or decode=..,invert=..,encode=..
 
 
 @dataclass
@@ -120,6 +122,7 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
         raise BenchError(f"--limit must be a positive integer, got {opts.limit}")
     configs = _resolve_configs(opts)
     device = resolve_device(opts.device)
+    modes = parse_modes(opts.numeric_mode, device)  # a bad value fails here, before any model is loaded
     models = [load_model_spec(s, device) for s in opts.models]
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels):
@@ -137,7 +140,9 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
 
     out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
-    mode = "fp32"  # the only numeric mode so far; recorded with every number
+    mode = modes.describe()  # recorded with every number and in every cache key
+    for lm in models:
+        apply_numeric_modes(lm.model, modes)
     run_started = _now()
     records = []
     shared_data: dict = {}

@@ -26,6 +26,7 @@ from .data import load_dataset
 from .device import resolve_device
 from .errors import BenchError, CheckpointError, TrainingDiverged
 from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, load_model
+from .numerics import autocast, get_mode, to_memory_format
 from .presets import PRESETS, TrainConfig
 
 
@@ -45,6 +46,8 @@ class TrainOptions:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     train_limit: int | None = None  # use only the first N training images
     progress: bool = True  # show a progress bar
+    numeric_mode: str = "fp32"  # network precision of the loss (diffae_bench.numerics); fp32 = the reference
+    compile: bool = False  # torch.compile the loss: ~1.2x on the tiny preset here after a 1-2 min compile, so opt-in
 
 
 class _StopFlag:
@@ -147,9 +150,15 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     batch_size, lr = opts.batch_size or tc.batch_size, opts.lr or tc.lr
     torch.manual_seed(opts.seed)
     model = kind.cls(kind.from_preset(preset)).to(device)
+    mode = get_mode(opts.numeric_mode)
+    if mode.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # How the model was trained, for the manifest; not part of the run identity, so a
+    # run may be resumed in another mode (the latest is recorded).
+    numerics = {"mode": mode.name, "compile": opts.compile, "torch_threads": torch.get_num_threads()}
     meta = {"model": kind.name, "model_config": to_jsonable(model.cfg), "preset": preset.name,
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
-            "train": to_jsonable(tc), "stage": "autoencoder"}
+            "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics}
     params = [p for n, p in model.named_parameters() if not n.startswith(kind.latent_keys)] if kind.latent_keys \
         else list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
@@ -174,12 +183,15 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
     images = torch.from_numpy(data.images) if data.images is not None else None
     model.train()
+    loss_call = torch.compile(model.loss) if opts.compile else model.loss
 
     def loss_fn():
+        # Batches are indexed from the in-memory uint8 tensor: ~1 ms, never the bottleneck.
         idx = torch.randint(len(data), (batch_size,), generator=gen)
         x = (images[idx] if images is not None else torch.from_numpy(data.uint8(idx.numpy())))
-        x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
-        return model.loss(x, gen)
+        x = to_memory_format(x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0), mode.name)
+        with autocast(mode.name, device.type):
+            return loss_call(x, gen).float()
 
     t_start = time.time()
 

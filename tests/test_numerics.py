@@ -1,0 +1,109 @@
+"""Numeric modes: validated, really applied around the network only, close to fp32, recorded by the runner."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from diffae_bench import diffusion as D
+from diffae_bench.errors import BenchError
+from diffae_bench.models import build_model
+from diffae_bench.numerics import PathModes, apply_numeric_modes, default_modes, get_mode, parse_modes
+from diffae_bench.presets import PRESETS
+
+
+def tiny_model(seed: int = 0, size: int = 16):
+    """A tiny random Diff-AE whose zero-initialised output convs are re-drawn, so eps depends on the input."""
+    torch.manual_seed(seed)
+    model = build_model("diffae", PRESETS.get("tiny").for_data(3, size)).eval()
+    for name, p in model.named_parameters():
+        if p.ndim == 4 and not p.any():
+            torch.nn.init.normal_(p, std=0.02)
+    return model
+
+
+def test_modes_are_validated():
+    assert get_mode("bf16").autocast_dtype is torch.bfloat16
+    for bad in ("fp16", "", "BF16"):
+        with pytest.raises(BenchError, match="unknown numeric mode"):
+            get_mode(bad)
+    with pytest.raises(BenchError, match="unknown numeric mode 'fp64'"):
+        parse_modes("decode=fp64", "cpu")
+    with pytest.raises(BenchError, match="unknown path 'sample'"):
+        parse_modes("sample=bf16", "cpu")
+    with pytest.raises(BenchError):
+        PathModes(decode="half")
+    assert parse_modes("bf16", "cpu").describe() == "bf16"
+    assert parse_modes("decode=bf16", "cpu").describe() == "decode=bf16,invert=fp32,encode=fp32"
+    assert parse_modes("auto", "cpu") == default_modes("cpu")
+
+
+def test_bf16_runs_the_network_under_autocast_and_the_sampler_in_fp32():
+    model = tiny_model()
+    seen = []
+    model.unet.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    steps = []
+    orig = D._x0_and_eps
+
+    def spy(eps_fn, x, t, a, clip):
+        x0, eps = orig(eps_fn, x, t, a, clip)
+        steps.append((x.dtype, x0.dtype, eps.dtype))
+        return x0, eps
+
+    apply_numeric_modes(model, PathModes(decode="bf16", invert="bf16", encode="bf16"))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    z = model.encode(x)
+    D._x0_and_eps = spy
+    try:
+        x_T = model.encode_stochastic(x, 2, z)
+        out = model.decode(z, x_T, 2)
+    finally:
+        D._x0_and_eps = orig
+    assert seen and all(d == torch.bfloat16 for d in seen)
+    assert z.dtype == x_T.dtype == out.dtype == torch.float32
+    assert steps and all(d == (torch.float32,) * 3 for d in steps)  # x_t, x0 and eps stay float32
+    # fp32 restores the plain methods: no autocast any more.
+    apply_numeric_modes(model, PathModes())
+    seen.clear()
+    model.decode(z, x_T, 2)
+    assert seen and all(d == torch.float32 for d in seen) and "decode" not in model.__dict__
+
+
+@pytest.mark.parametrize("modes", [default_modes("cpu"), PathModes(decode="bf16", invert="fp32", encode="bf16"),
+                                   PathModes(decode="fp32-cl", invert="fp32-cl", encode="fp32-cl")])
+def test_decode_in_a_mode_matches_fp32(modes):
+    model = tiny_model()
+    x = torch.rand(4, 3, 16, 16) * 2 - 1
+    z = model.encode(x)
+    x_T = model.encode_stochastic(x, 3, z)
+    ref = model.decode(z, x_T, 3)
+    apply_numeric_modes(model, modes)
+    out = model.decode(z, x_T, 3)
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    # Loose: bf16 keeps ~3 significant digits and a random network amplifies them
+    # (the metric-level deltas on a trained model are bench perf --accuracy's job).
+    assert (out - ref).abs().mean() < 0.02 and (out - ref).abs().max() < 0.3
+    assert (model.encode(x) - z).abs().mean() < 0.02
+
+
+def test_runner_records_the_numeric_mode(tmp_path, monkeypatch):
+    from diffae_bench.runner import RunOptions, run
+
+    (tmp_path / "numfactory.py").write_text(textwrap.dedent("""
+        from diffae_bench.models import build_model
+        from diffae_bench.presets import PRESETS
+
+        def make():
+            return build_model("diffae", PRESETS.get("tiny").for_data(3, 16))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = "decode=fp32-cl,invert=fp32,encode=fp32"
+    opts = RunOptions(tasks=("reconstruction",), models=("numfactory:make",), dataset="shapes", limit=4, steps=(10,),
+                      out=str(tmp_path / "run"), device="cpu", use_cache=False, progress=False, numeric_mode=spec,
+                      task_options={"reconstruction": {"random_xT": False, "lpips": False}})
+    _, records = run(opts)
+    assert [r["numeric_mode"] for r in records] == [spec]
+    with pytest.raises(BenchError, match="unknown numeric mode 'fp8'"):
+        run(RunOptions(tasks=("reconstruction",), models=("numfactory:make",), numeric_mode="fp8", device="cpu"))

@@ -16,11 +16,12 @@ invert (the stochastic encoder), encode (z_sem and probe representations).
 works for any DiffusionAutoencoder (plugins too) and tasks never see it.
 
 A faster mode becomes a path's default only where `bench perf --accuracy`
-showed that path's metrics within tolerance of fp32 (TOLERANCES), AND only on
-hardware that runs the mode natively: bf16 on a CPU without AVX-512-BF16/AMX
-falls back to reference kernels (measured here, AVX2-only EPYC VM: a 1024^2
-matmul 60x slower, small-preset training 23x slower), so there it is never
-chosen automatically (`default_modes`).
+showed that path's metrics within tolerance of fp32 (TOLERANCES) and `bench
+perf` showed it faster (APPROVED), AND only on hardware that runs the mode
+natively: bf16 on a CPU without AVX-512-BF16/AMX falls back to reference
+kernels (measured on the development VM, an AVX2-only EPYC: a 1024^2 matmul
+60x slower, small-preset training 23x slower), so there it is never chosen
+automatically (`default_modes`).
 """
 
 from __future__ import annotations
@@ -78,18 +79,19 @@ class PathModes:
         return names[0] if len(set(names)) == 1 else ",".join(f"{p}={n}" for p, n in zip(paths, names))
 
 
-# Quality-approved defaults, one place. Measured by `bench perf --accuracy`
-# (tiny Diff-AE trained 300 steps on shapes at 16 px; 64 test images, T = 10, 20;
-# probes on 256 / 128 images), deltas against fp32 (see README "Speed"):
-#   decode  bf16: |dSSIM| <= 0.0005, |dMSE| <= 1.1 %            -> PASS: bf16
-#   invert  bf16: |dSSIM| <= 0.0008, |dMSE| <= 1.8 % (T = 20)   -> PASS, but within 0.2 %
-#                 of the MSE limit at T = 20 and errors compound with T: kept fp32
-#   encode  bf16: |dAUROC| = 0.000 (mean over attributes)      -> PASS: bf16
-#   fp32-cl: every delta ~1e-6 on every path                    -> PASS (not faster here)
-#   train: not measured (needs paired training runs); fp32 until it is.
-# The figures above came from the H200 run (CUDA bf16); on CPUs without native
-# bf16, default_modes() below turns every bf16 back into fp32.
-APPROVED = PathModes(train="fp32", decode="bf16", invert="fp32", encode="bf16")
+# The defaults, one place. A mode is a path's default only if it PASSED
+# `bench perf --accuracy` AND `bench perf` showed it faster there. Measured
+# 2026-11-25 (tiny Diff-AE trained 300 steps on shapes at 16 px; 64 test
+# images, T = 10 and 20; probes on 256 / 128 images; deltas against fp32):
+#   bf16    decode |dSSIM| 0.0017, |dMSE| 0.5 %; invert 0.0006, 0.2 %; encode |dAUROC| 0.0032: PASS
+#   fp32-cl decode/invert |dSSIM| 0.0001, |dMSE| < 0.1 %; encode |dAUROC| 0.0001: PASS
+# Speed (ratio to eager fp32, `bench perf`):
+#   H200, batch 128-256: bf16 sampling 1.21-1.24x (tiny, small, paper64) -> decode = bf16;
+#     bf16 inversion 0.82-1.02x and encoding untimed (one pass an image) -> fp32 there;
+#     training 0.78-1.09x -> fp32 (and not accuracy-checked: that needs paired runs).
+#   this AVX2-only CPU: bf16 is 20-60x SLOWER (no native bf16), fp32-cl 0.85-0.95x: nothing
+#     beats eager fp32, so default_modes() gives fp32 on every path here.
+APPROVED = PathModes(train="fp32", decode="bf16", invert="fp32", encode="fp32")
 
 
 def native_bf16(device: torch.device | str) -> bool:

@@ -40,15 +40,15 @@ def _ema_only(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str,
             for k, v in split_prefix(tensors, "ema").items()}
 
 
-def train_commands(config: dict, latent_meta: dict | None, out: str) -> list[str]:
-    """The `bench train` command line(s) that produced a run, from its config.json."""
+def train_commands(config: dict, steps: int, latent_meta: dict | None, out: str) -> list[str]:
+    """The `bench train` command line(s) that give this run's weights: its options, with the steps it reached."""
     o = config["options"]
     cmd = [f"bench train --model {o['model']} --preset {o['preset']} --dataset {o['dataset']}"]
     if o.get("data_root"):
         cmd.append(f"--data-root {o['data_root']}")
     if o.get("image_size"):
         cmd.append(f"--image-size {o['image_size']}")
-    cmd.append(f"--steps {o['steps']} --seed {o['seed']}")
+    cmd.append(f"--steps {steps} --seed {o['seed']}")
     for flag, key in (("--batch-size", "batch_size"), ("--lr", "lr"), ("--limit", "train_limit")):
         if o.get(key) is not None:
             cmd.append(f"{flag} {o[key]}")
@@ -70,11 +70,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_out = {k: v for k, v in meta.items() if k != "optim_groups"}
     meta_out["exported"] = {"from_sha256": file_sha256(run_dir / CHECKPOINT), "dtype": dtype}
-    save_checkpoint(out_dir / CHECKPOINT, _ema_only(tensors, DTYPES[dtype]), meta_out)
-    files = {CHECKPOINT: out_dir / CHECKPOINT}
+    weights = _ema_only(tensors, DTYPES[dtype])
     latent_meta = None
     if (run_dir / LATENT_CHECKPOINT).is_file():
         lt, latent_meta = load_checkpoint(run_dir / LATENT_CHECKPOINT)
+        # The latent file supplies the latent DDIM: the autoencoder file need not carry its untrained copy.
+        weights = {k: v for k, v in weights.items() if k not in lt}
+    save_checkpoint(out_dir / CHECKPOINT, weights, meta_out)
+    files = {CHECKPOINT: out_dir / CHECKPOINT}
+    if latent_meta is not None:
         lmeta = {k: v for k, v in latent_meta.items() if k != "optim_groups"}
         lmeta["autoencoder_sha256"] = file_sha256(out_dir / CHECKPOINT)  # ties it to the exported weights
         lmeta["exported"] = {"from_sha256": file_sha256(run_dir / LATENT_CHECKPOINT), "dtype": dtype}
@@ -94,13 +98,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
         "image_shape": meta["dataset"]["image_shape"],
         "files": {k: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for k, p in files.items()},
         "dtype": dtype,
-        "train_commands": train_commands(config, latent_meta, f"runs/ref/{name}"),
+        "train_commands": train_commands(config, meta["step"], latent_meta, f"runs/ref/{name}"),
         "seed": meta["seed"], "steps": meta["step"], "images_seen": meta["images_seen"],
         "final_loss_ema": meta.get("loss_ema"),
         "latent": None if latent_meta is None else {"steps": latent_meta["step"], "final_loss_ema": latent_meta.get("loss_ema")},
         "train_wall_s": ae_log[-1].get("wall_s") if ae_log else None,
-        "trained_on": meta.get("machine", "not recorded by this run"),
-        "numeric": meta.get("numeric", "fp32 eager (not recorded by this run)"),
+        "trained_on": (json.loads((run_dir / "trained_on.json").read_text()) if (run_dir / "trained_on.json").is_file()
+                       else "not recorded by this run"),
+        "numerics": meta.get("numerics", "fp32 eager (not recorded by this run)"),
         "versions": {**library_versions(), "diffae_bench_commit": git_state()["commit"]},
         "exported_on": machine(),
     }

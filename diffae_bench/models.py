@@ -102,7 +102,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", require_lat
     if "model" not in meta or "model_config" not in meta:
         raise CheckpointError(f"{ckpt} is not a diffae_bench checkpoint (no model/model_config in its metadata)")
     kind, model = build_from_meta(meta)
-    load_state_strict(model, split_prefix(tensors, "ema"), f"checkpoint {ckpt}")
+    state = split_prefix(tensors, "ema")
     sha = file_sha256(ckpt)
     fingerprint = [sha]
     latent_path = ckpt.parent / LATENT_CHECKPOINT
@@ -114,13 +114,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", require_lat
                 "re-run `bench train --stage latent`"
             )
         latent_state = split_prefix(lt, "ema")
-        own = {k: v for k, v in model.state_dict().items() if k.startswith(kind.latent_keys)}
-        if set(latent_state) != set(own):
+        own = {k for k in model.state_dict() if k.startswith(kind.latent_keys)}
+        if set(latent_state) != own:
             raise CheckpointError(f"{latent_path} does not match the model's latent DDIM")
-        model.load_state_dict({**model.state_dict(), **latent_state})
+        # The latent file's weights win; an exported autoencoder file may leave them out.
+        state = {**state, **latent_state}
         fingerprint.append(file_sha256(latent_path))
     elif require_latent and kind.latent_stage:
         raise CheckpointError(f"{ckpt.parent} has no {LATENT_CHECKPOINT}; run `bench train --stage latent --out {ckpt.parent}`")
+    load_state_strict(model, state, f"checkpoint {ckpt}")
     model.checkpoint_path = str(ckpt)
     model.checkpoint_sha256 = hashlib.sha256("+".join(fingerprint).encode()).hexdigest() if len(fingerprint) > 1 else sha
     model.train_meta = meta

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/bench demo
+	$(PY) -m diffae_bench.references check
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint import atomic_write_bytes
 
-CACHE_VERSION = 1  # bump when what an entry holds changes meaning
+CACHE_VERSION = 2  # bump when what an entry holds changes meaning (2: codes keep the model's order)
 ENV_VAR = "DIFFAE_BENCH_CACHE"
 
 

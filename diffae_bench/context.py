@@ -124,9 +124,12 @@ class EvalContext:
             first = self.model.representations(x[:1].to(self.device))  # names and widths of the codes
             stacked = self.batched(f"encode {split}", n,
                                     lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1), x)
-            return dict(zip(first, stacked.split([v.shape[1] for v in first.values()], dim=1)))
+            parts = stacked.split([v.shape[1] for v in first.values()], dim=1)
+            # "00/soft": the cache file sorts names, the prefix keeps the model's order (tasks iterate over it)
+            return {f"{i:02d}/{name}": v for i, (name, v) in enumerate(zip(first, parts))}
 
-        return self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
+        stored = self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
+        return {k.split("/", 1)[1]: stored[k] for k in sorted(stored)}
 
     def z(self, split: str, n: int) -> torch.Tensor:
         """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""

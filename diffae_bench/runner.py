@@ -155,16 +155,16 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
             torch.manual_seed(opts.seed)
             hits, misses = cache.hits, cache.misses
             started, t0 = _now(), time.perf_counter()
-            result = cls().run(ctx, cfg)
+            result, used_n, weights = _run_task(cls, cfg, ctx, cache, device, out)
             wall = time.perf_counter() - t0
-            used = {s: ctx.data_info(s, n) for s, n in ctx.used.items()}
+            used = {s: ctx.data_info(s, n) for s, n in used_n.items()}
             rec = R.build_record(
                 task_cls=cls, cfg=cfg, result=result, model_info=_model_info(lm),
                 dataset_info={"name": dataset, "image_shape": list(lm.model.image_shape), "root": opts.data_root,
                               "splits": used},
                 seed=opts.seed, numeric_mode=mode, device=describe_device(device), wall_s=wall, created_at=started,
                 environment=library_versions(), git=git_state(), machine=machine(),
-                pretrained_weights=dict(ctx.pretrained_weights),
+                pretrained_weights=weights,
                 cache={"dir": str(cache.root) if cache.enabled else None, "hits": cache.hits - hits,
                        "misses": cache.misses - misses})
             R.write_record(out, rec)
@@ -180,6 +180,21 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
 
         append_records(opts.leaderboard, records)
     return out, records
+
+
+def _run_task(cls, cfg, ctx: EvalContext, cache: Cache, device: torch.device, out: Path):
+    """(result, images used per split, pretrained weights used): computed, or served whole from the cache.
+
+    Both paths return the result as it went through the cache's JSON, so a
+    served record is identical to the one first computed (diffae_bench.result_cache).
+    """
+    from . import result_cache as RC
+
+    def compute():
+        res = cls().run(ctx, cfg)
+        return RC.pack(res, dict(ctx.used), dict(ctx.pretrained_weights), out)
+
+    return RC.unpack(cache.get_or_compute("task_result", RC.task_key(cls, cfg, ctx, device), compute), out)
 
 
 def _now() -> str:

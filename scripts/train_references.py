@@ -23,9 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REFERENCES = [  # (name, model, dataset)
-    (f"{model}-small-{data}", model, data) for data in ("shapes", "mnist") for model in ("diffae", "ddim", "dmz")
-]
+from diffae_bench.references import REFERENCES  # noqa: E402  (name, model, dataset): the six reference models
 IMAGE_SIZE = 32  # MNIST's 28 px are padded to 32 by its loader
 SEED = 0
 LATENT_STEPS = 5000  # latent DDIM steps (batch 256): an MLP, seconds on a GPU, minutes on a CPU

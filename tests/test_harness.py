@@ -186,3 +186,17 @@ def test_other_packages_register_through_entry_points(monkeypatch):
     reg.add_entry_points("diffae_bench.tasks")
     reg.add_entry_points("diffae_bench.models")
     assert reg.names() == ["my_task"] and reg.get("my_task") is Plugin
+
+
+def test_codes_keep_the_models_order_when_served_from_the_cache(tmp_path):
+    """Tasks iterate over codes (and draw random labelled sets in that order): cached must equal fresh."""
+    from diffae_bench.models import build_model
+    from diffae_bench.presets import PRESETS
+
+    torch.manual_seed(0)
+    model = build_model("dmz", PRESETS.get("tiny").for_data(3, 16)).eval()
+    fresh = EvalContext(model, "shapes", cache=Cache(tmp_path), progress=False).codes("test", 8)
+    served = EvalContext(model, "shapes", cache=Cache(tmp_path), progress=False).codes("test", 8)
+    order = list(model.representations(torch.zeros(1, 3, 16, 16)))
+    assert list(fresh) == list(served) == order == ["soft", "hard"]
+    assert all(torch.equal(fresh[k], served[k]) for k in order)

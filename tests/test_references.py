@@ -1,0 +1,48 @@
+"""The committed reference models: manifest integrity, CPU loading, and the CI regression subset.
+
+`check` re-evaluates a fast fixed subset of tasks on the committed checkpoints and
+gates it against results/ci (bench compare + exact reproduction), so a change to a
+task, sampler or metric that moves a number fails here unless the task's version was
+bumped and results/ci regenerated (python -m diffae_bench.references regenerate).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from diffae_bench.checkpoint import file_sha256
+from diffae_bench.models import load_model
+from diffae_bench.references import CI_DIR, DATASETS, MODELS_DIR, REFERENCES, check, moved
+
+MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
+
+
+@pytest.mark.parametrize("name", [r[0] for r in REFERENCES])
+def test_manifest_matches_the_committed_files_and_models_load_on_cpu(name):
+    entry = MANIFEST[name]
+    for fname, info in entry["files"].items():
+        path = MODELS_DIR / name / fname
+        assert file_sha256(path) == info["sha256"] and path.stat().st_size == info["bytes"]
+        assert info["bytes"] <= 10.5e6  # "at most ~10 MB each"
+    assert entry["images_seen"] > 0 and entry["seed"] == 0 and entry["train_commands"][0].startswith("bench train")
+    model = load_model(MODELS_DIR / name, "cpu", require_latent=entry["model"] == "diffae")
+    assert next(model.parameters()).dtype.is_floating_point and model.image_shape == (3 if "shapes" in name else 1, 32, 32)
+
+
+def test_moved_values_are_reported(tmp_path):
+    data = DATASETS[0]
+    shutil.copytree(CI_DIR / data, tmp_path / "new")
+    rec_path = next(p for p in sorted((tmp_path / "new").glob("reconstruction__*.json")))
+    rec = json.loads(rec_path.read_text())
+    rec["metrics"][0]["value"] *= 1.01
+    rec_path.write_text(json.dumps(rec))
+    out = moved(tmp_path / "new", CI_DIR / data)
+    assert len(out) == 1 and rec["metrics"][0]["key"] in out[0]
+    assert moved(CI_DIR / data, CI_DIR / data) == []
+
+
+def test_reference_subset_reproduces_committed_results(tmp_path):
+    assert check(tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True) == 0

@@ -110,6 +110,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def state_dict_sha256(module: torch.nn.Module, prefix: bytes = b"") -> str:
+    """sha256 of prefix + every (name, tensor bytes) of a module's state dict, names sorted."""
+    h = hashlib.sha256(prefix)
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries under 'prefix.' with the prefix stripped."""
     p = prefix + "."

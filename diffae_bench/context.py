@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .cache import Cache
+from .checkpoint import state_dict_sha256
 from .data import ImageDataset, load_dataset
 from .errors import DataError
 from .interface import DiffusionAutoencoder
@@ -31,11 +32,7 @@ def model_fingerprint(model: DiffusionAutoencoder) -> str:
     sha = getattr(model, "checkpoint_sha256", None)
     if sha:
         return sha
-    h = hashlib.sha256(repr(model.describe()).encode())
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return state_dict_sha256(model, prefix=repr(model.describe()).encode())
 
 
 @dataclass

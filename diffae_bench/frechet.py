@@ -18,7 +18,6 @@ whole computation runs in float64.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -32,9 +31,10 @@ from torch_fidelity.utils import create_feature_extractor
 from tqdm import tqdm
 
 from .cache import Cache
+from .checkpoint import file_sha256, state_dict_sha256
 from .data import ImageDataset, unit_to_uint8
 from .errors import DataError
-from .lpips_metric import hub_checkpoint_dir
+from .lpips_metric import hub_checkpoint_dir, missing_hub_weights
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's converted TF InceptionV3
 CNN_EXTRACTOR = "diffae-bench-cnn"  # our extractor's name in torch-fidelity's registry
@@ -136,14 +136,6 @@ def _accuracy(net: SmallCNN, test: ImageDataset, cfg: FeatureNetConfig, train_cl
     return out
 
 
-def state_sha256(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def cached_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig, cache: Cache,
                        progress: bool = True) -> tuple[SmallCNN, dict]:
     """The feature net for this data (content hash) and config: trained once, then served from the cache."""
@@ -161,7 +153,7 @@ def cached_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetC
     net = SmallCNN(train.image_shape[0], len(classes), 0 if binary is None else binary.shape[1], cfg)
     net.load_state_dict(state)
     net.eval().requires_grad_(False)
-    info = {"network": "SmallCNN", "sha256": state_sha256(net), "config": asdict(cfg), "version": FEATURE_NET_VERSION,
+    info = {"network": "SmallCNN", "sha256": state_dict_sha256(net), "config": asdict(cfg), "version": FEATURE_NET_VERSION,
             "trained_on": f"{train.name}/train first {min(cfg.n_train, len(train))} (hash {train.content_hash()[:12]})",
             "class_accuracy": acc_t[0] if acc_t[0] >= 0 else None,
             "binary_accuracy": acc_t[1] if acc_t[1] >= 0 else None, "n_test": int(acc_t[2])}
@@ -203,11 +195,7 @@ if CNN_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
 
 
 def inception_unavailable_reason() -> str | None:
-    path = hub_checkpoint_dir() / INCEPTION_FILE
-    if not path.is_file():
-        return (f"FID not computed: InceptionV3 weights {INCEPTION_FILE} not found in {path.parent} "
-                "(torch-fidelity's file; copy it there to enable FID)")
-    return None
+    return missing_hub_weights(INCEPTION_FILE, "FID", "InceptionV3 weights", "torch-fidelity's file")
 
 
 @dataclass
@@ -232,8 +220,6 @@ def cnn_space(net: SmallCNN, info: dict, device: torch.device) -> FeatureSpace:
 
 def inception_space(device: torch.device) -> FeatureSpace:
     """torch-fidelity's InceptionV3 from the local file (call only when inception_unavailable_reason() is None)."""
-    from .checkpoint import file_sha256
-
     path = hub_checkpoint_dir() / INCEPTION_FILE
     ext = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False, verbose=False,
                                    feature_extractor_weights_path=str(path))

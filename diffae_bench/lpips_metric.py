@@ -26,13 +26,17 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def missing_hub_weights(filename: str, metric: str, what: str, origin: str) -> str | None:
+    """None when a weights file is in the torch hub cache, else one line saying what is missing and where."""
+    path = hub_checkpoint_dir() / filename
+    if path.is_file():
+        return None
+    return f"{metric} not computed: {what} {filename} not found in {path.parent} ({origin}; copy it there to enable {metric})"
+
+
 def lpips_unavailable_reason() -> str | None:
     """None when LPIPS can be computed here, else one line saying what is missing and where."""
-    path = hub_checkpoint_dir() / ALEXNET_FILE
-    if not path.is_file():
-        return (f"LPIPS not computed: AlexNet backbone weights {ALEXNET_FILE} not found in {path.parent} "
-                "(torchvision's ImageNet AlexNet; copy it there to enable LPIPS)")
-    return None
+    return missing_hub_weights(ALEXNET_FILE, "LPIPS", "AlexNet backbone weights", "torchvision's ImageNet AlexNet")
 
 
 class LPIPS:

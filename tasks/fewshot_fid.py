@@ -141,10 +141,12 @@ class FewShotFID(Task):
         if missing or not targets:
             raise DataError(f"fewshot_fid: {ctx.dataset_name} has no binary attribute(s) {missing or '(none)'}; "
                             f"choose from {', '.join(ds.binary_attributes)}")
-        z_pool = ctx.z("train", n_pool).double().numpy()
+        z_train = ctx.z("train", n_pool)
+        z_pool = z_train.double().numpy()
         mu, sd = z_pool.mean(0), z_pool.std(0) + 1e-6  # standardise with the pool's statistics
+        z_std = (z_pool - mu) / sd
         if model.prior_needs_train_codes():
-            model.fit_prior(ctx.z("train", n_pool).to(ctx.device))
+            model.fit_prior(z_train.to(ctx.device))
         attrs = ctx.attributes("train", n_pool)
         spaces = ctx.feature_spaces(cfg.feature_net, res.notes, cfg.inception)
         real = {s.metric: ctx.real_features(s, "train", n_pool) for s in spaces}
@@ -157,7 +159,7 @@ class FewShotFID(Task):
             for mode in cfg.modes:
                 fds, rates = {s.metric: [] for s in spaces}, []
                 for r in range(cfg.repeats):
-                    images, rate = self._one_repeat(ctx, cfg, (z_pool - mu) / sd, mu, sd, positive, attr, mode, r)
+                    images, rate = self._one_repeat(ctx, cfg, z_std, mu, sd, positive, attr, mode, r)
                     rates.append(rate)
                     for s in spaces:
                         fds[s.metric].append(features_distance(extract(s, images, ctx.batch_size), real[s.metric][positive]))

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from diffae_bench import diffusion as D
+from diffae_bench import rng
 from diffae_bench.diffae import DiffusionLoss
 from diffae_bench.errors import BenchError
 from diffae_bench.interface import DiffusionAutoencoder
@@ -218,7 +219,7 @@ class DMZ(DiffusionAutoencoder):
         self._bit_freq = codes.mean(0)
 
     @torch.no_grad()
-    def sample_latent(self, n: int, T_latent: int = 0, generator: torch.Generator | None = None,
+    def sample_latent(self, n: int, T_latent: int = 0, generator: rng.Generator = None,
                       prior: str | None = None) -> torch.Tensor:
         """n codes (n, n_bits) of exact 0/1 from the chosen prior; T_latent is ignored (no latent model).
 
@@ -232,11 +233,11 @@ class DMZ(DiffusionAutoencoder):
             raise BenchError(f"the {name!r} prior is fitted on training codes: call "
                              f"model.fit_prior(model.encode(train images)) first, or use the 'bernoulli' prior")
         if name == "bernoulli":
-            z = torch.rand((n, self.z_dim), generator=generator) < 0.5
+            z = rng.rand((n, self.z_dim), generator) < 0.5
         elif name == "empirical":
-            z = torch.rand((n, self.z_dim), generator=generator) < self._bit_freq
+            z = rng.rand((n, self.z_dim), generator) < self._bit_freq
         else:  # re-used training codes, drawn uniformly with replacement
-            z = self._train_codes[torch.randint(len(self._train_codes), (n,), generator=generator)]
+            z = self._train_codes[rng.randint(len(self._train_codes), (n,), generator)]
         return z.float().to(self.device)
 
     # -- stochastic part -----------------------------------------------------------

@@ -2,11 +2,20 @@
 
 z_sem of a split, x_T inverted with T steps, reconstructions, feature-network
 activations: each entry is keyed by a sha256 of everything its value depends
-on (model fingerprint = checkpoint sha256 or a hash of the weights, data-set
-content hash, split, number of images, T, seed, numeric mode, and the cache
-format version), never by a bare name, so a changed checkpoint or data set
-can never be served a stale value. Entries are safetensors files written
-atomically; the key's parts are stored in the header for inspection.
+on, never by a bare name, so no stale value can be served:
+- what the caller names: model fingerprint (checkpoint sha256 or a hash of
+  the weights) and the model's code (context.model_code_hash), data-set
+  content hash, split, number of images, T, seed, numeric mode;
+- what every entry depends on (`environment_identity`, added to every key):
+  the code that computed it (a sha256 of every source file of the suite:
+  models, sampler, networks, data, tasks; coarser than a per-entry dependency
+  list, and so never wrong when an import is added), the library versions
+  that change numbers (torch, numpy, scipy, scikit-learn, torch-fidelity,
+  lpips), the CPU kernel family, and the presence and sha256 of every
+  pretrained weight file the suite may load;
+- the cache format version.
+Entries are safetensors files written atomically; the key's parts are stored
+in the header for inspection.
 """
 
 from __future__ import annotations
@@ -14,16 +23,65 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, file_sha256
 
-CACHE_VERSION = 2  # bump when what an entry holds changes meaning (2: codes keep the model's order)
+CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
 ENV_VAR = "DIFFAE_BENCH_CACHE"
+SOURCE_DIRS = ("diffae_bench", "tasks", "baselines")  # the suite's code, as laid out in the repository
+NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "torch-fidelity", "lpips")
+
+
+@lru_cache(maxsize=4)
+def source_hash(root: Path | None = None) -> str:
+    """sha256 over the suite's Python sources under root (default: this checkout), paths and contents, in a fixed order."""
+    if root is None:
+        import diffae_bench
+
+        root = Path(diffae_bench.__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for d in SOURCE_DIRS:
+        base = root / d
+        if not base.is_dir():  # installed layouts may map tasks/ elsewhere; hash what exists
+            continue
+        for p in sorted(base.rglob("*.py")):
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def _sha_of(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def weights_identity() -> dict[str, str | None]:
+    """sha256 of each pretrained weight file the suite may load (None where absent); hashed once per file version."""
+    from .frechet import INCEPTION_FILE
+    from .lpips_metric import ALEXNET_FILE, hub_checkpoint_dir
+
+    out = {}
+    for name in (ALEXNET_FILE, INCEPTION_FILE):
+        p = hub_checkpoint_dir() / name
+        st = p.stat() if p.is_file() else None
+        out[name] = _sha_of(str(p), st.st_size, st.st_mtime_ns) if st else None
+    return out
+
+
+def environment_identity() -> dict:
+    """What every cached value depends on besides its own key: code, libraries, CPU kernels, weights."""
+    from .numerics import cpu_capability
+    from .provenance import library_versions
+
+    versions = library_versions()
+    return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},
+            "cpu_capability": cpu_capability(), "weights": weights_identity()}
 
 
 def default_cache_dir() -> Path:
@@ -45,7 +103,8 @@ class Cache:
 
     @staticmethod
     def key(kind: str, parts: dict) -> str:
-        blob = json.dumps({"kind": kind, "cache_version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+        blob = json.dumps({"kind": kind, "cache_version": CACHE_VERSION, "environment": environment_identity(), **parts},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def path(self, kind: str, parts: dict) -> Path:

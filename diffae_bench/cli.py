@@ -177,12 +177,21 @@ from .cli_results import register as _register_results  # noqa: E402  (table, co
 _register_results(app)
 
 
+CRASH_EXIT_CODE = 70  # EX_SOFTWARE: a bug, distinct from "regression" (1) and "bad input / incomparable" (2)
+
+
 def main() -> None:
     try:
         app()
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception:  # a bug, not the user's input: keep the traceback, and say so in the exit code
+        import traceback
+
+        traceback.print_exc()
+        print(f"bench crashed (exit {CRASH_EXIT_CODE}): this is a bug, not a regression or bad input", file=sys.stderr)
+        sys.exit(CRASH_EXIT_CODE)
 
 
 if __name__ == "__main__":

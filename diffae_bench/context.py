@@ -20,11 +20,37 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from . import rng
 from .cache import Cache
 from .checkpoint import state_dict_sha256
 from .data import ImageDataset, load_dataset
 from .errors import DataError
 from .interface import DiffusionAutoencoder
+
+
+def model_code_hash(model: DiffusionAutoencoder) -> str:
+    """sha256 of the source files of the model's classes that live outside torch (plugins included).
+
+    A checkpoint's sha256 says nothing about the code that runs it: a plugin's
+    changed `decode` must not be served the old decodes from the cache. The
+    suite's own files are in every cache key already (cache.environment_identity);
+    this adds the files of a model defined elsewhere (`--model my_module:make`,
+    entry points).
+    """
+    import inspect
+
+    h = hashlib.sha256()
+    for cls in type(model).__mro__:
+        if cls.__module__.split(".")[0] in ("torch", "builtins", "abc", "typing"):
+            continue
+        try:
+            path = inspect.getsourcefile(cls)
+        except TypeError:
+            continue
+        if path:
+            h.update(path.encode())
+            h.update(Path(path).read_bytes())
+    return h.hexdigest()
 
 
 def model_fingerprint(model: DiffusionAutoencoder) -> str:
@@ -52,6 +78,7 @@ class EvalContext:
     used: dict = field(default_factory=dict)  # split -> images this task used (for the record)
     _data: dict = field(default_factory=dict, repr=False)  # (split, size) -> ImageDataset, shared across tasks
     _fingerprint: str | None = field(default=None, repr=False)
+    _model_key: str | None = field(default=None, repr=False)
 
     # -- identity -------------------------------------------------------------
     @property
@@ -59,6 +86,13 @@ class EvalContext:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.model)
         return self._fingerprint
+
+    @property
+    def model_key(self) -> str:
+        """The model in cache keys: its weights (fingerprint) and its code (model_code_hash)."""
+        if self._model_key is None:
+            self._model_key = f"{self.fingerprint}+code:{model_code_hash(self.model)}"
+        return self._model_key
 
     @property
     def device(self) -> torch.device:
@@ -98,7 +132,7 @@ class EvalContext:
     # -- cached model outputs ---------------------------------------------------------
     def cache_key(self, split: str, n: int, **extra) -> dict:
         """Cache-key parts for an output of the first n images of a split (model, data, n, mode, extras)."""
-        return {"model": self.fingerprint, "data": self.dataset(split).content_hash(), "split": split, "n": n,
+        return {"model": self.model_key, "data": self.dataset(split).content_hash(), "split": split, "n": n,
                 "numeric_mode": self.numeric_mode, **extra}
 
     def batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
@@ -147,9 +181,11 @@ class EvalContext:
         return self.cache.get_or_compute("x_T", self.cache_key(split, n, T=T), compute)["x_T"]
 
     def noise(self, n: int, stream: str) -> torch.Tensor:
-        """x_T ~ N(0, I) for n images, from a CPU generator seeded by (seed, stream): device independent."""
-        g = torch.Generator().manual_seed(int(hashlib.sha256(f"{self.seed}/{stream}".encode()).hexdigest()[:8], 16))
-        return torch.randn((n, *self.model.image_shape), generator=g)
+        """x_T ~ N(0, I) for n images; image i from its own CPU generator seeded by (seed, stream, i).
+
+        Device independent, and image i's noise is the same whatever n or the batch size.
+        """
+        return rng.StackedGenerator.for_items(0, n, self.seed, stream).randn((n, *self.model.image_shape))
 
     def reconstruction(self, split: str, n: int, T: int, x_T_source: str) -> torch.Tensor:
         """decode(z, x_T, T) of the first n images; x_T inferred by inversion ('inferred') or drawn ('random')."""
@@ -169,8 +205,8 @@ class EvalContext:
     def samples(self, n: int, T: int, T_latent: int = 100) -> torch.Tensor:
         """n unconditional samples (z from the model's latent prior, x_T ~ N(0, I), T-step decoding).
 
-        Seeded by (seed, "samples"), so the same run draws the same images on
-        any device; models whose prior is derived from data (fit_prior) are
+        Sample i is seeded by (seed, "samples", i), so the same run draws the
+        same images on any device and with any batch size; models whose prior is derived from data (fit_prior) are
         given the training codes first, so the key includes the training data.
         """
         n_prior = self.n_images("train", 10_000) if self.model.prior_needs_train_codes() else 0
@@ -178,13 +214,15 @@ class EvalContext:
         def compute():
             if n_prior:
                 self.model.fit_prior(self.z("train", n_prior).to(self.device))
-            g = torch.Generator().manual_seed(int(hashlib.sha256(f"{self.seed}/samples".encode()).hexdigest()[:8], 16))
             outs = []
             for s in tqdm(range(0, n, self.batch_size), desc=f"sample T={T}", disable=not self.progress, leave=False):
-                outs.append(self.model.sample(min(self.batch_size, n - s), T, T_latent, generator=g).float().cpu())
+                e = min(s + self.batch_size, n)
+                # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
+                g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
+                outs.append(self.model.sample(e - s, T, T_latent, generator=g).float().cpu())
             return {"x0": torch.cat(outs)}
 
-        key = {"model": self.fingerprint, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
+        key = {"model": self.model_key, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
                "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
                "prior_data": self.cache_key("train", n_prior) if n_prior else None}
         return self.cache.get_or_compute("samples", key, compute)["x0"]

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import diffusion as D
+from . import rng
 from .interface import DiffusionAutoencoder
 from .nets import EncoderConfig, LatentMLP, LatentMLPConfig, SemanticEncoder, UNet, UNetConfig
 from .errors import BenchError
@@ -110,12 +111,12 @@ class DiffAE(DiffusionAutoencoder):
         return D.ddim_sample(lambda x, t: self.unet(x, t, z), x_T, D.respace(T))
 
     @torch.no_grad()
-    def sample_latent(self, n: int, T_latent: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_latent(self, n: int, T_latent: int, generator: rng.Generator = None) -> torch.Tensor:
         if not bool(self.latent_trained):
             raise LatentNotTrained(
                 "this Diff-AE has no trained latent DDIM; train one with: bench train --stage latent --out RUN_DIR"
             )
-        z_T = torch.randn((n, self.z_dim), generator=generator).to(self.device)
+        z_T = rng.randn((n, self.z_dim), generator).to(self.device)
         sched = D.respace(T_latent, D.constant_betas())
         # Standardised z is unbounded: no x0 clipping in latent space (reference code).
         zs = D.ddim_sample(self.latent_net, z_T, sched, clip_x0=False)

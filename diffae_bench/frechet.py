@@ -18,7 +18,10 @@ whole computation runs in float64.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -136,19 +139,60 @@ def _accuracy(net: SmallCNN, test: ImageDataset, cfg: FeatureNetConfig, train_cl
     return out
 
 
+# Committed feature networks (issue 13): fd_cnn is the same network on every machine. Training is
+# seeded, but its float arithmetic differs between CPU kernel families and GPUs, so a network
+# retrained elsewhere has other weights and moves every fd_cnn (the naive few-shot FD by 12 %).
+COMMITTED_DIR = Path(__file__).resolve().parent.parent / "results" / "feature_nets"
+
+
+def _feature_net_key(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig) -> dict:
+    return {"train": train.content_hash(), "test": test.content_hash(), "config": asdict(cfg),
+            "version": FEATURE_NET_VERSION}
+
+
+def committed_feature_net_path(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig) -> Path:
+    """Where the committed network for this data and config lives (whether or not it exists)."""
+    digest = hashlib.sha256(json.dumps(_feature_net_key(train, test, cfg), sort_keys=True).encode()).hexdigest()[:16]
+    return COMMITTED_DIR / f"{train.name}-{digest}.safetensors"
+
+
+def _net_tensors(net: SmallCNN, acc: dict) -> dict[str, torch.Tensor]:
+    return {**net.state_dict(), "_accuracy": torch.tensor([acc.get("class_accuracy") or -1.0,
+                                                           acc.get("binary_accuracy") or -1.0, acc["n_test"]])}
+
+
+def commit_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig, progress: bool = True) -> Path:
+    """Train the network here and write it to results/feature_nets (python -m diffae_bench.references feature-nets)."""
+    from safetensors.torch import save_file
+
+    from .checkpoint import atomic_write_bytes
+
+    net, acc = train_feature_net(train, test, cfg, progress)
+    path = committed_feature_net_path(train, test, cfg)
+    meta = {"key": json.dumps(_feature_net_key(train, test, cfg), sort_keys=True), "sha256": state_dict_sha256(net)}
+    atomic_write_bytes(path, lambda tmp: save_file(_net_tensors(net, acc), tmp, metadata=meta))
+    return path
+
+
 def cached_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig, cache: Cache,
                        progress: bool = True) -> tuple[SmallCNN, dict]:
-    """The feature net for this data (content hash) and config: trained once, then served from the cache."""
+    """The feature net for this data (content hash) and config.
+
+    The committed network (results/feature_nets) where one exists for exactly
+    this data and config, so every machine measures fd_cnn in the same space;
+    otherwise trained here once and served from the cache, and the record says so.
+    """
+    from safetensors.torch import load_file
+
     cls, binary, classes = _labels(train)
-    key = {"train": train.content_hash(), "test": test.content_hash(), "config": asdict(cfg),
-           "version": FEATURE_NET_VERSION}
-
-    def compute():
-        net, acc = train_feature_net(train, test, cfg, progress)
-        return {**net.state_dict(), "_accuracy": torch.tensor([acc.get("class_accuracy") or -1.0,
-                                                               acc.get("binary_accuracy") or -1.0, acc["n_test"]])}
-
-    state = cache.get_or_compute("feature_net", key, compute)
+    committed = committed_feature_net_path(train, test, cfg)
+    if committed.is_file():
+        state, source = load_file(str(committed)), f"committed: results/feature_nets/{committed.name}"
+    else:
+        state = cache.get_or_compute("feature_net", _feature_net_key(train, test, cfg),
+                                     lambda: _net_tensors(*train_feature_net(train, test, cfg, progress)))
+        source = "trained on this machine (no committed network for this data and config)"
+    state = dict(state)
     acc_t = state.pop("_accuracy").tolist()
     net = SmallCNN(train.image_shape[0], len(classes), 0 if binary is None else binary.shape[1], cfg)
     net.load_state_dict(state)
@@ -156,7 +200,7 @@ def cached_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetC
     info = {"network": "SmallCNN", "sha256": state_dict_sha256(net), "config": asdict(cfg), "version": FEATURE_NET_VERSION,
             "trained_on": f"{train.name}/train first {min(cfg.n_train, len(train))} (hash {train.content_hash()[:12]})",
             "class_accuracy": acc_t[0] if acc_t[0] >= 0 else None,
-            "binary_accuracy": acc_t[1] if acc_t[1] >= 0 else None, "n_test": int(acc_t[2])}
+            "binary_accuracy": acc_t[1] if acc_t[1] >= 0 else None, "n_test": int(acc_t[2]), "source": source}
     return net, info
 
 
@@ -257,3 +301,49 @@ def frechet_distance(stats_a: dict, stats_b: dict) -> float:
 def features_distance(fa: torch.Tensor, fb: torch.Tensor) -> float:
     """Frechet distance between two feature sets."""
     return frechet_distance(statistics(fa), statistics(fb))
+
+
+def _psd_sqrt(s: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def features_distance_ci(fa: torch.Tensor, fb: torch.Tensor, *, n_boot: int = 200, seed: int = 0,
+                         alpha: float = 0.05) -> tuple[float, float]:
+    """Basic (reverse-percentile) bootstrap CI of the Frechet distance, resampling the rows of fa (generated images).
+
+    fb (the real images, the same for every model) is held fixed, so the interval
+    is the sampling noise of the model's own images, what the gate must not
+    mistake for a change. The basic interval [2 FD - q_hi, 2 FD - q_lo] rather
+    than the percentile one, because FD is biased upward and more so on a
+    resample (repeated rows shrink the covariance's rank): percentiles would sit
+    above the estimate and let an equal value pass for "better". Each resample uses Tr((S_a S_b)^(1/2)) = sum of the
+    square roots of the eigenvalues of S_b^(1/2) S_a S_b^(1/2) (a symmetric PSD
+    matrix), with S_b^(1/2) computed once: one eigvalsh per resample instead of a
+    general sqrtm. The identity is checked against torch-fidelity in the tests.
+    """
+    from .stats import percentile_ci, resample_indices
+
+    a = fa.double().numpy()
+    sb = statistics(fb)
+    mu_b, root_b = sb["mu"], _psd_sqrt(sb["sigma"])
+    tr_b = float(np.trace(sb["sigma"]))
+    out = np.empty(n_boot)
+    for i, idx in enumerate(resample_indices(len(a), n_boot=n_boot, seed=seed)):
+        x = a[idx]
+        mu_a = x.mean(0)
+        sa = np.cov(x, rowvar=False)
+        eig = np.linalg.eigvalsh(root_b @ sa @ root_b)
+        out[i] = float(((mu_a - mu_b) ** 2).sum() + np.trace(sa) + tr_b - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+    q_lo, q_hi = percentile_ci(out, alpha)
+    fd = features_distance(fa, fb)
+    return (max(0.0, 2 * fd - q_hi), 2 * fd - q_lo)
+
+
+def frechet_distance_eig(fa: torch.Tensor, fb: torch.Tensor) -> float:
+    """The Frechet distance by the eigenvalue identity of features_distance_ci (for its test)."""
+    a, sb = statistics(fa), statistics(fb)
+    root_b = _psd_sqrt(sb["sigma"])
+    eig = np.linalg.eigvalsh(root_b @ a["sigma"] @ root_b)
+    return float(((a["mu"] - sb["mu"]) ** 2).sum() + np.trace(a["sigma"]) + np.trace(sb["sigma"])
+                 - 2 * np.sqrt(np.clip(eig, 0, None)).sum())

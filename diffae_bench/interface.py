@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+from . import rng
 from .errors import BenchError
 
 
@@ -51,8 +52,13 @@ class DiffusionAutoencoder(nn.Module, ABC):
         """The deterministic semantic code z of clean images, (B, z_dim)."""
         raise NoSemanticLatent(f"the {self.kind} model has no semantic latent z_sem")
 
-    def sample_latent(self, n: int, T_latent: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw n codes from the model's latent prior (latent DDIM, Bernoulli, ...)."""
+    def sample_latent(self, n: int, T_latent: int, generator: rng.Generator = None) -> torch.Tensor:
+        """Draw n codes from the model's latent prior (latent DDIM, Bernoulli, ...).
+
+        Draw through diffae_bench.rng (rng.randn(shape, generator), ...): with a
+        StackedGenerator each code comes from its own item's stream, so codes do
+        not depend on the batch they were drawn in.
+        """
         raise NoSemanticLatent(f"the {self.kind} model has no semantic latent to sample")
 
     def representations(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -95,14 +101,14 @@ class DiffusionAutoencoder(nn.Module, ABC):
         """Images from (z, x_T) by T-step DDIM; z is None for models without one."""
 
     # -- generation ------------------------------------------------------------
-    def sample(self, n: int, T: int, T_latent: int = 100, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, n: int, T: int, T_latent: int = 100, generator: rng.Generator = None) -> torch.Tensor:
         """Unconditional samples: z from the latent prior, x_T ~ N(0, I), decode."""
         z = self.sample_latent(n, T_latent, generator) if self.has_semantic_latent else None
         return self.decode(z, self.noise(n, generator), T)
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x_T ~ N(0, I), drawn on the CPU generator for device-independent seeds."""
-        return torch.randn((n, *self.image_shape), generator=generator).to(self.device)
+    def noise(self, n: int, generator: rng.Generator = None) -> torch.Tensor:
+        """x_T ~ N(0, I), drawn on the CPU generator(s) for device-independent seeds."""
+        return rng.randn((n, *self.image_shape), generator).to(self.device)
 
     # -- identity --------------------------------------------------------------
     def describe(self) -> dict:

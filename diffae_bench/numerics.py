@@ -17,11 +17,12 @@ works for any DiffusionAutoencoder (plugins too) and tasks never see it.
 
 A faster mode becomes a path's default only where `bench perf --accuracy`
 showed that path's metrics within tolerance of fp32 (TOLERANCES) and `bench
-perf` showed it faster (APPROVED), AND only on hardware that runs the mode
-natively: bf16 on a CPU without AVX-512-BF16/AMX falls back to reference
-kernels (measured on the development VM, an AVX2-only EPYC: a 1024^2 matmul
-60x slower, small-preset training 23x slower), so there it is never chosen
-automatically (`default_modes`).
+perf` showed it faster (APPROVED), on CUDA only: a CPU default must not
+depend on the CPU kind (AVX2-only machines run bf16 20-60x slower on reference
+kernels, AVX-512-BF16 ones natively), so every CPU defaults to fp32
+(`default_modes`). `numerics_fingerprint` names what else decides a number's
+exact bits (device, CPU kernel family, torch): records carry it, and exact
+reproduction is only expected between runs with the same fingerprint.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class PathModes:
 #     bf16 inversion 0.82-1.02x and encoding untimed (one pass an image) -> fp32 there;
 #     training 0.78-1.09x -> fp32 (and not accuracy-checked: that needs paired runs).
 #   this AVX2-only CPU: bf16 is 20-60x SLOWER (no native bf16), fp32-cl 0.85-0.95x: nothing
-#     beats eager fp32, so default_modes() gives fp32 on every path here.
+#     beats eager fp32. CPUs with native bf16 could be faster in bf16, but a CPU default
+#     must not depend on the CPU kind (issue 13), so default_modes() is fp32 on every CPU.
 APPROVED = PathModes(train="fp32", decode="bf16", invert="fp32", encode="fp32")
 
 
@@ -109,9 +111,51 @@ def runs_natively(mode: str, device: torch.device | str) -> bool:
 
 
 def default_modes(device: torch.device | str) -> PathModes:
-    """APPROVED, with every mode this device cannot run natively replaced by fp32."""
+    """APPROVED on CUDA (where it was measured and accuracy-checked); fp32 on every path on a CPU.
+
+    A CPU default must not depend on the CPU kind: a record made with defaults
+    on an AVX-512-BF16 machine has to mean the same as one made on an AVX2-only
+    machine, and the gate refuses rows of different numeric modes. So CPUs run
+    fp32 by default whatever they support; bf16 on a CPU is an explicit choice
+    (`--numeric-mode bf16`) and is recorded as such.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return PathModes()
     return PathModes(**{f.name: (m if runs_natively(m, device) else "fp32")
                         for f in fields(APPROVED) for m in [getattr(APPROVED, f.name)]})
+
+
+def cpu_capability() -> str:
+    """The CPU kernel family ATen dispatches to ("AVX512", "AVX2", "DEFAULT"; honours ATEN_CPU_CAPABILITY)."""
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # older torch without the query
+        return "unknown"
+
+
+def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
+    """What decides the exact bits of a number besides code and data (issue 13).
+
+    Two runs with the same fingerprint (and the same code, data, model and
+    seed) reproduce each other to float noise; runs with different
+    fingerprints (another CPU kernel family, a GPU, another torch) agree only
+    statistically, within the gate's CIs and tolerances.
+    """
+    device = torch.device(device)
+    fp = {"device_type": device.type,
+          "cpu_capability": cpu_capability() if device.type == "cpu" else None,
+          "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+          "torch": torch.__version__,
+          "numeric_mode": numeric_mode}
+    fp["id"] = fingerprint_id(fp)
+    return fp
+
+
+def fingerprint_id(fp: dict) -> str:
+    """A short readable id of a numerics fingerprint: "cpu-AVX512-torch2.14.1-fp32"."""
+    kind = fp["cpu_capability"] if fp["device_type"] == "cpu" else (fp.get("cuda_device") or "").replace(" ", "_")
+    return f"{fp['device_type']}-{kind}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
 
 
 def parse_modes(spec: str, device: torch.device | str) -> PathModes:

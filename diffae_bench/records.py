@@ -26,7 +26,7 @@ SCHEMA_VERSION = 1
 
 ROW_COLUMNS = ("record_id", "created_at", "task", "task_version", "config_hash", "model", "model_kind", "model_fingerprint",
                "dataset", "data_hash", "metric", "family", "value", "ci_low", "ci_high", "n", "higher_is_better",
-               "main", "numeric_mode", "seed", "git_commit")
+               "main", "ideal", "numeric_mode", "numerics", "weights", "seed", "git_commit")
 
 
 def data_hash(dataset: dict) -> str:
@@ -47,18 +47,33 @@ def record_id(record: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def weights_id(record: dict) -> str:
+    """The pretrained / feature networks a record's numbers depend on: "name:sha256[:12]" joined by ";" ("" for none).
+
+    fd_cnn is only comparable between records of the same feature network, LPIPS
+    and FID between records of the same weights: the gate refuses rows that differ here.
+    """
+    weights = record.get("pretrained_weights") or {}
+    return ";".join(f"{name}:{(info or {}).get('sha256', '')[:12]}" for name, info in sorted(weights.items()))
+
+
+def numerics_id(record: dict) -> str:
+    """The record's numerics fingerprint id (device, CPU kernels, torch, mode); "" for records that predate it."""
+    return (record.get("numerics") or {}).get("id", "")
+
+
 def _finite(x):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 def build_record(*, task_cls, cfg, result, model_info: dict, dataset_info: dict, seed: int, numeric_mode: str,
-                 device: str, wall_s: float, created_at: str, environment: dict, git: dict, machine: dict,
+                 numerics: dict, device: str, wall_s: float, created_at: str, environment: dict, git: dict, machine: dict,
                  pretrained_weights: dict, cache: dict) -> dict:
     metrics = []
     for v in result.values:
         m = task_cls.metric(v.family)
         metrics.append({**asdict(v), "value": _finite(v.value), "ci_low": _finite(v.ci_low), "ci_high": _finite(v.ci_high),
-                        "higher_is_better": m.higher_is_better, "main": m.main})
+                        "higher_is_better": m.higher_is_better, "main": m.main, "ideal": m.ideal})
     rec = {
         "schema_version": SCHEMA_VERSION,
         "created_at": created_at,
@@ -72,6 +87,7 @@ def build_record(*, task_cls, cfg, result, model_info: dict, dataset_info: dict,
         "extra": result.extra,
         "seed": seed,
         "numeric_mode": numeric_mode,
+        "numerics": numerics,
         "device": device,
         "wall_s": round(wall_s, 3),
         "environment": environment,
@@ -127,10 +143,12 @@ def record_rows(record: dict) -> list[dict]:
         "model": record["model"]["label"], "model_kind": record["model"]["kind"],
         "model_fingerprint": record["model"]["fingerprint"][:16],
         "dataset": record["dataset"]["name"], "data_hash": data_hash(record["dataset"]),
-        "numeric_mode": record["numeric_mode"], "seed": record["seed"], "git_commit": (record["git"].get("commit") or "")[:12],
+        "numeric_mode": record["numeric_mode"], "numerics": numerics_id(record), "weights": weights_id(record),
+        "seed": record["seed"], "git_commit": (record["git"].get("commit") or "")[:12],
     }
     rows = []
     for m in record["metrics"]:
         rows.append({**base, "metric": m["key"], "family": m["family"], "value": m["value"], "ci_low": m["ci_low"],
-                     "ci_high": m["ci_high"], "n": m["n"], "higher_is_better": m["higher_is_better"], "main": m["main"]})
+                     "ci_high": m["ci_high"], "n": m["n"], "higher_is_better": m["higher_is_better"], "main": m["main"],
+                     "ideal": m.get("ideal")})
     return [{c: r[c] for c in ROW_COLUMNS} for r in rows]

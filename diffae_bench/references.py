@@ -5,10 +5,16 @@ results/records/<data>/    every task on every model with the tasks' default con
 results/ci/<data>/         the fast subset below, computed on a 2-core CPU: the regression baseline
 
 `python -m diffae_bench.references check` (what `make demo` runs) evaluates the subset on the
-committed models, prints the tables and gates the numbers against results/ci with `bench compare`
-plus an exact-reproduction check: on the same kind of machine a number may not move at all unless
-its task version was bumped (compare then refuses the rows) and results/ci regenerated with
-`python -m diffae_bench.references regenerate`.
+committed models on a fresh cache, prints the tables and gates the numbers in two ways:
+- statistically, on any machine: `bench compare` against results/ci/<data> (CIs + tolerance);
+- exactly, only against a baseline made with the same numerics fingerprint (device, CPU kernel
+  family, torch, numeric mode; results/ci/exact/<fingerprint id>.json): there a number may not
+  move beyond REL_TOL unless its task version was bumped. Other CPU kernels (AVX2 vs AVX-512)
+  round differently, so across machines only the statistical gate applies.
+`--cpu-kernels avx2` runs the subset with ATen's and oneDNN's AVX2 kernels
+(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), so one machine checks both kernel families.
+After a deliberate change of meaning (task version bump): `python -m diffae_bench.references
+regenerate` rewrites results/ci and the exact baselines for this machine's kernel families.
 """
 
 from __future__ import annotations
@@ -16,12 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = ROOT / "results" / "models"
 CI_DIR = ROOT / "results" / "ci"
+EXACT_DIR = CI_DIR / "exact"  # <numerics fingerprint id>.json: {data: {value key: value}}
+# The CPU kernel families a machine can be told to use; "native" = whatever it has.
+CPU_KERNELS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 REFERENCES = [(f"{model}-small-{data}", model, data) for data in ("shapes", "mnist") for model in ("diffae", "ddim", "dmz")]
 DATASETS = ("shapes", "mnist")
 
@@ -46,27 +58,52 @@ def subset_args(dataset: str, out: Path, cache_dir: Path | None = None, quiet: b
     return args + (["--quiet"] if quiet else [])
 
 
-def _bench(args: list[str]) -> int:
-    """`bench ARGS` in a fresh interpreter (its output goes to ours); its exit code."""
+def _bench(args: list[str], kernels: str = "native") -> int:
+    """`bench ARGS` in a fresh interpreter with the given CPU kernels (its output goes to ours); its exit code."""
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "diffae_bench.cli", *args], cwd=ROOT).returncode
+    env = {**os.environ, **CPU_KERNELS[kernels]}
+    return subprocess.run([sys.executable, "-m", "diffae_bench.cli", *args], cwd=ROOT, env=env).returncode
 
 
-def _values(run_dir: Path) -> dict:
-    out = {}
-    for p in sorted(run_dir.glob("*.json")):
-        if p.name == "run.json":
-            continue
-        rec = json.loads(p.read_text())
-        for m in rec["metrics"]:
-            out[(rec["task"]["name"], rec["task"]["version"], rec["model"]["label"], m["key"])] = m["value"]
-    return out
+def _records(run_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(run_dir.glob("*.json")) if p.name != "run.json"]
 
 
-def moved(new_dir: Path, base_dir: Path) -> list[str]:
-    """Values that differ beyond REL_TOL between two runs of the subset (same task versions)."""
-    new, base = _values(new_dir), _values(base_dir)
+def _values(run_dir_or_values) -> dict:
+    """{"task|version|model|key": value} of a run directory (or such a dict, returned as is)."""
+    if isinstance(run_dir_or_values, dict):
+        return run_dir_or_values
+    return {f"{r['task']['name']}|{r['task']['version']}|{r['model']['label']}|{m['key']}": m["value"]
+            for r in _records(run_dir_or_values) for m in r["metrics"]}
+
+
+def numerics_id(run_dir: Path) -> str:
+    """The numerics fingerprint id shared by a run's records (an error if they disagree)."""
+    ids = {(r.get("numerics") or {}).get("id", "") for r in _records(run_dir)}
+    if len(ids) != 1 or "" in ids:
+        raise RuntimeError(f"{run_dir}: records carry numerics fingerprints {sorted(ids)}; expected exactly one")
+    return ids.pop()
+
+
+def exact_baseline(fingerprint_id: str, data: str) -> dict | None:
+    path = EXACT_DIR / f"{fingerprint_id}.json"
+    return json.loads(path.read_text()).get(data) if path.is_file() else None
+
+
+def write_exact_baseline(run_dir: Path, data: str) -> Path:
+    fp = numerics_id(run_dir)
+    path = EXACT_DIR / f"{fp}.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[data] = _values(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def moved(new, base) -> list[str]:
+    """Values that differ beyond REL_TOL between two runs of the subset (run directories or value dicts)."""
+    new, base = _values(new), _values(base)
     out = []
     for k in sorted(set(new) | set(base), key=str):
         if k not in new or k not in base:
@@ -81,31 +118,43 @@ def moved(new_dir: Path, base_dir: Path) -> list[str]:
     return out
 
 
-def check(out: Path, cache_dir: Path | None = None, quiet: bool = False) -> int:
-    """Run the subset on both data sets, print tables, gate against results/ci. 0 = reproduced."""
-    bad = []
+def check(out: Path, cache_dir: Path | None = None, quiet: bool = False, kernels: str = "native") -> int:
+    """Run the subset on both data sets, print tables, gate against results/ci. 0 = reproduced.
+
+    A fresh cache unless cache_dir is given: a check must compute, never be served a stale entry.
+    """
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="diffae-bench-check-") as tmp:
+            return check(out, Path(tmp), quiet, kernels)
+    bad, notes = [], []
     for data in DATASETS:
         run_dir = out / data
-        rc = _bench(subset_args(data, run_dir, cache_dir, quiet))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        rc = _bench(subset_args(data, run_dir, cache_dir, quiet), kernels)
         if rc != 0:
             return rc
         rc = _bench(["compare", str(run_dir), "--baseline", str(CI_DIR / data)])
         if rc != 0:
-            bad.append(f"bench compare found a regression on {data} (exit {rc})")
-        bad += [f"{data}: {m}" for m in moved(run_dir, CI_DIR / data)]
+            bad.append(f"bench compare failed on {data} (exit {rc}: 1 = regression or missing metric, 2 = incomparable)")
+        fp = numerics_id(run_dir)
+        exact = exact_baseline(fp, data)
+        if exact is None:
+            notes.append(f"{data}: no exact baseline for numerics {fp}: statistical gate only")
+        else:
+            bad += [f"{data} [{fp}]: {m}" for m in moved(run_dir, exact)]
+            notes.append(f"{data}: every value within {REL_TOL:g} relative of the {fp} baseline")
     if bad:
         print("reference subset did NOT reproduce results/ci:", *bad, sep="\n  ", file=sys.stderr)
         print("if a task's meaning changed on purpose: bump its version and run "
               "`python -m diffae_bench.references regenerate`", file=sys.stderr)
         return 1
-    print(f"reference subset reproduced results/ci on {', '.join(DATASETS)} (every value within {REL_TOL:g} relative)")
+    print(f"reference subset passed the gate against results/ci on {', '.join(DATASETS)} ({kernels} CPU kernels):",
+          *notes, sep="\n  ")
     return 0
 
 
 def timing(out: Path) -> int:
     """The subset twice on a fresh cache: wall time of each run and their ratio (issue 7's < 10 % target)."""
-    import shutil
-    import tempfile
     import time
 
     from .provenance import machine
@@ -129,13 +178,30 @@ def timing(out: Path) -> int:
 
 
 def regenerate() -> int:
-    import shutil
+    """results/ci/<data> (the statistical baseline, native kernels) and the exact baselines of both kernel families."""
+    EXACT_DIR.mkdir(parents=True, exist_ok=True)
+    for p in EXACT_DIR.glob("*.json"):
+        p.unlink()  # baselines of other machines' kernels are stale too after a change of meaning
+    with tempfile.TemporaryDirectory(prefix="diffae-bench-regen-") as tmp:
+        for kernels in CPU_KERNELS:
+            for data in DATASETS:
+                run_dir = CI_DIR / data if kernels == "native" else Path(tmp) / kernels / data
+                shutil.rmtree(run_dir, ignore_errors=True)
+                rc = _bench(subset_args(data, run_dir, cache_dir=Path(tmp) / "cache"), kernels)
+                if rc != 0:
+                    return rc
+                print(f"wrote {write_exact_baseline(run_dir, data).relative_to(ROOT)} [{data}]")
+    return 0
+
+
+def commit_feature_nets() -> int:
+    """Train the fd_cnn networks of the reference data sets here and write them to results/feature_nets."""
+    from .data import load_dataset
+    from .frechet import FeatureNetConfig, commit_feature_net
 
     for data in DATASETS:
-        shutil.rmtree(CI_DIR / data, ignore_errors=True)
-        rc = _bench(subset_args(data, CI_DIR / data, cache_dir=None))
-        if rc != 0:
-            return rc
+        train, test = (load_dataset(data, split, image_size=32) for split in ("train", "test"))
+        print(f"wrote {commit_feature_net(train, test, FeatureNetConfig()).relative_to(ROOT)}")
     return 0
 
 
@@ -146,14 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--out", default="runs/reference-check", help="run directories for the new records")
     c.add_argument("--cache-dir", default=None, help="cache (default: the usual one)")
     c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.add_argument("--cpu-kernels", choices=list(CPU_KERNELS), default="native",
+                   help="avx2: run with ATen/oneDNN AVX2 kernels (checks the other kernel family on an AVX-512 CPU)")
     sub.add_parser("regenerate", help="recompute results/ci (after a deliberate task version bump)")
+    sub.add_parser("feature-nets", help="train the fd_cnn networks here and write them to results/feature_nets")
     t = sub.add_parser("timing", help="run the subset twice on a fresh cache and print both wall times")
     t.add_argument("--out", default="runs/reference-timing")
     a = ap.parse_args(argv)
     if a.cmd == "check":
-        return check(Path(a.out), Path(a.cache_dir) if a.cache_dir else None, a.quiet)
+        return check(Path(a.out), Path(a.cache_dir) if a.cache_dir else None, a.quiet, a.cpu_kernels)
     if a.cmd == "timing":
         return timing(Path(a.out))
+    if a.cmd == "feature-nets":
+        return commit_feature_nets()
     return regenerate()
 
 

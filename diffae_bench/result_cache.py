@@ -6,52 +6,32 @@ each time (probes' logistic regressions, fake detection's CNN, few-shot
 classifiers and their rejection-sampled decodings). A task's result is a pure
 function of
   the task's code and version, its resolved config,
-  the model's fingerprint (checkpoint sha256), the data's content hashes,
-  --limit, the seed, the numeric mode, the batch size and the device type,
-so it is cached under a key of exactly those. "The task's code" is the sha256
-of every source file of the suite (diffae_bench/, tasks/, baselines/): any code
-change, even one that forgot its version bump, recomputes rather than serving
-a stale number. Figures are stored with the result and written again.
+  the model's fingerprint (checkpoint sha256) and code, the data's content
+  hashes, --limit, the seed, the numeric mode and the device type,
+so it is cached under a key of exactly those, plus what every cache key holds
+(cache.environment_identity: the sha256 of every source file of the suite, so
+any code change, even one that forgot its version bump, recomputes rather than
+serving a stale number; library versions; CPU kernels; pretrained weights).
+The batch size is not in the key: results do not depend on it (per-item seeds,
+diffae_bench.rng). Figures are stored with the result and written again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from .task import MetricValue, TaskResult
 
-PACKAGE_DIRS = ("diffae_bench", "tasks", "baselines")
-
-
-@lru_cache(maxsize=1)
-def source_hash() -> str:
-    """sha256 over the suite's Python sources (paths and contents), in a fixed order."""
-    import diffae_bench
-
-    root = Path(diffae_bench.__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for d in PACKAGE_DIRS:
-        base = root / d
-        if not base.is_dir():  # installed layouts may map tasks/ elsewhere; hash what exists
-            continue
-        for p in sorted(base.rglob("*.py")):
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
 
 def task_key(task_cls, cfg, ctx, device: torch.device) -> dict:
     return {"task": task_cls.name, "version": task_cls.version, "config": json.dumps(asdict(cfg), sort_keys=True, default=str),
-            "model": ctx.fingerprint, "dataset": ctx.dataset_name,
+            "model": ctx.model_key, "dataset": ctx.dataset_name,
             "data": {s: ctx.dataset(s).content_hash() for s in ("train", "test")}, "limit": ctx.limit,
-            "seed": ctx.seed, "numeric_mode": ctx.numeric_mode, "batch_size": ctx.batch_size,
-            "device": device.type, "source": source_hash()}
+            "seed": ctx.seed, "numeric_mode": ctx.numeric_mode, "device": device.type}
 
 
 def _plain(o):

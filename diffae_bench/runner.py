@@ -28,7 +28,7 @@ from .device import describe_device, resolve_device
 from .errors import BenchError, DataError
 from .interface import DiffusionAutoencoder
 from .models import MODELS, load_model, model_names
-from .numerics import apply_numeric_modes, parse_modes
+from .numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
 from .provenance import git_state, library_versions, machine
 from .task import get_task
 
@@ -141,6 +141,7 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
     out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = modes.describe()  # recorded with every number and in every cache key
+    numerics = numerics_fingerprint(device, mode)  # what else decides the exact bits (CPU kernels, torch)
     for lm in models:
         apply_numeric_modes(lm.model, modes)
     run_started = _now()
@@ -162,7 +163,7 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
                 task_cls=cls, cfg=cfg, result=result, model_info=_model_info(lm),
                 dataset_info={"name": dataset, "image_shape": list(lm.model.image_shape), "root": opts.data_root,
                               "splits": used},
-                seed=opts.seed, numeric_mode=mode, device=describe_device(device), wall_s=wall, created_at=started,
+                seed=opts.seed, numeric_mode=mode, numerics=numerics, device=describe_device(device), wall_s=wall, created_at=started,
                 environment=library_versions(), git=git_state(), machine=machine(),
                 pretrained_weights=weights,
                 cache={"dir": str(cache.root) if cache.enabled else None, "hits": cache.hits - hits,

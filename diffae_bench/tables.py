@@ -26,7 +26,9 @@ from .records import ROW_COLUMNS, find_records, load_record, record_rows
 
 FORMATS = ("terminal", "markdown", "csv", "latex")
 INT_COLUMNS = ("task_version", "n", "seed")
-FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
+FLOAT_COLUMNS = ("value", "ci_low", "ci_high", "ideal")
+# Columns added after the first leaderboards were written: empty when an older CSV lacks them.
+LATER_COLUMNS = ("ideal", "numerics", "weights")
 BOOL_COLUMNS = ("higher_is_better", "main")
 STR_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS)
 SORT_KEY = ["task", "dataset", "model", "metric"]
@@ -70,9 +72,12 @@ def read_rows_csv(path_or_buffer) -> pd.DataFrame:
         raw = pd.read_csv(path_or_buffer, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise BenchError(f"cannot read result CSV {path_or_buffer}: {e}") from None
-    missing = [c for c in ROW_COLUMNS if c not in raw.columns]
+    missing = [c for c in ROW_COLUMNS if c not in raw.columns and c not in LATER_COLUMNS]
     if missing:
         raise BenchError(f"{path_or_buffer} is not a result CSV: it lacks columns {missing}")
+    for c in LATER_COLUMNS:
+        if c not in raw.columns:
+            raw[c] = ""
     return rows_frame(raw)
 
 

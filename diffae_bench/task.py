@@ -31,6 +31,7 @@ class Metric:
     name: str  # family name, e.g. "ssim"; values are keyed "ssim/T=20/xT=inferred"
     higher_is_better: bool  # direction, for tables and the regression gate
     main: bool = False  # a main score: the gate fails when it gets worse
+    ideal: float | None = None  # a target value (e.g. 0.5 for a two-sample AUC): "worse" = farther from it
     description: str = ""  # one line for `bench ls tasks -v` and the README
 
 

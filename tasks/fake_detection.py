@@ -217,7 +217,7 @@ def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
 @register
 class FakeDetection(Task):
     name = "fake_detection"
-    version = 1
+    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = FakeDetectionConfig
     description = "accuracy / AUROC of a classifier telling real test images from samples at each T (lower is better)"
     metrics = (

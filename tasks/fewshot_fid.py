@@ -30,7 +30,7 @@ from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 
 from diffae_bench.errors import DataError
-from diffae_bench.frechet import FeatureNetConfig, extract, features_distance
+from diffae_bench.frechet import FeatureNetConfig, extract, features_distance, features_distance_ci
 from diffae_bench.task import Metric, Task, TaskResult, register
 
 from .sample_fid import FD_METRICS
@@ -119,7 +119,7 @@ def repeat_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
 @register
 class FewShotFID(Task):
     name = "fewshot_fid"
-    version = 1
+    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = FewShotConfig
     needs_attributes = True
     description = "few-shot conditional generation (D2C binary / PU): Frechet distance to the target class (Table 3)"
@@ -154,8 +154,10 @@ class FewShotFID(Task):
         for attr in targets:
             positive = attrs[attr].to_numpy() == 1
             for s in spaces:
-                res.add(s.metric, features_distance(real[s.metric], real[s.metric][positive]), n=int(positive.sum()),
-                        attr=attr, method="naive")
+                # The naive baseline: the whole pool as "samples"; its CI resamples the pool's images.
+                pool, target = real[s.metric], real[s.metric][positive]
+                res.add(s.metric, features_distance(pool, target), features_distance_ci(pool, target, seed=ctx.seed),
+                        n=int(positive.sum()), attr=attr, method="naive")
             for mode in cfg.modes:
                 fds, rates = {s.metric: [] for s in spaces}, []
                 for r in range(cfg.repeats):

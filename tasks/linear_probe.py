@@ -26,6 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from diffae_bench.errors import DataError
+from diffae_bench.rng import derive_seed
 from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult, register
 
@@ -92,7 +93,7 @@ def few_label_indices(y: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
 @register
 class LinearProbe(Task):
     name = "linear_probe"
-    version = 1
+    version = 2  # 2: few-label draws seeded per (seed, attribute, k, draw), no longer one stream across representations
     Config = LinearProbeConfig
     needs_attributes = True
     description = "logistic-regression probes per binary attribute: accuracy, AUROC, mean AUROC (held-out split)"
@@ -111,7 +112,6 @@ class LinearProbe(Task):
         Y_tr = ctx.attributes("train", n_tr)[list(attrs)].to_numpy().astype(np.int64)
         Y_te = ctx.attributes("test", n_te)[list(attrs)].to_numpy().astype(np.int64)
         reps = self._representations(ctx, cfg, n_tr, n_te, res)
-        rng = np.random.default_rng(ctx.seed)
         for rep, (X_tr, X_te) in reps.items():
             probs = []
             for a, attr in enumerate(attrs):
@@ -124,7 +124,7 @@ class LinearProbe(Task):
             value, ci = mean_auroc(Y_te, probs, seed=ctx.seed)
             res.add("mean_auroc", value, ci, n=n_te, rep=rep)
             for k in cfg.few_shot_k:
-                self._few_shot(rep, X_tr, X_te, Y_tr, Y_te, attrs, k, cfg, rng, ctx.seed, res)
+                self._few_shot(rep, X_tr, X_te, Y_tr, Y_te, attrs, k, cfg, ctx.seed, res)
         res.extra["attributes"] = list(attrs)
         res.extra["positive_rate_test"] = {a: float(Y_te[:, i].mean()) for i, a in enumerate(attrs)}
         return res
@@ -167,11 +167,14 @@ class LinearProbe(Task):
         return reps
 
     @staticmethod
-    def _few_shot(rep, X_tr, X_te, Y_tr, Y_te, attrs, k, cfg, rng, seed, res: TaskResult) -> None:
+    def _few_shot(rep, X_tr, X_te, Y_tr, Y_te, attrs, k, cfg, seed, res: TaskResult) -> None:
         probs_by_attr = []
         for a, attr in enumerate(attrs):
             draws = []
-            for _ in range(cfg.few_shot_draws):
+            for d in range(cfg.few_shot_draws):
+                # Seeded per (seed, attribute, k, draw), not per representation: every representation
+                # is probed on the same labelled images, and adding one changes no other's draws.
+                rng = np.random.default_rng(derive_seed(seed, "few_shot", attr, k, d))
                 idx = few_label_indices(Y_tr[:, a], k, rng)
                 if idx is None:
                     res.notes.append(f"few-label k={k}: attribute {attr} has fewer than {k} examples of a class")

@@ -98,11 +98,11 @@ def copying_test(d_gen: np.ndarray, d_heldout: np.ndarray, seed: int = 0) -> dic
 @register
 class Memorization(Task):
     name = "memorization"
-    version = 1
+    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = MemorizationConfig
     description = "data-copying test: generated-to-train vs held-out-to-train NN distances (pixel, z, LPIPS)"
     metrics = (
-        Metric("copy_auc", higher_is_better=False, main=True,
+        Metric("copy_auc", higher_is_better=False, main=True, ideal=0.5,
                description="P(d_gen < d_heldout) of NN-to-train distances (0.5 = no copying, 1 = copies)"),
         Metric("copy_pvalue", higher_is_better=True,
                description="one-sided Mann-Whitney U p-value (small = samples closer to train than held-out)"),

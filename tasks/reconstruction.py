@@ -47,7 +47,7 @@ def score_reconstruction(originals: torch.Tensor, recons: torch.Tensor, lpips_fn
 @register
 class Reconstruction(Task):
     name = "reconstruction"
-    version = 1
+    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = ReconstructionConfig
     description = "SSIM / MSE / PSNR / LPIPS of inverted-and-decoded test images at T in {10,20,50,100} (Tables 1-2)"
     metrics = (

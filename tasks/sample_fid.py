@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diffae_bench.frechet import FeatureNetConfig, extract, features_distance
+from diffae_bench.frechet import FeatureNetConfig, extract, features_distance, features_distance_ci
 from diffae_bench.task import Metric, Task, TaskResult, register
 
 
@@ -29,6 +29,7 @@ class SampleFIDConfig:
     autoencoding: bool = True  # the "+autoencoding" row (z_sem of real test images), where the model has z
     inception: bool = True  # FID as well, where the InceptionV3 weights exist
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)  # the fd_cnn network
+    n_boot: int = 200  # bootstrap resamples of the generated images for each distance's CI
 
 
 FD_METRICS = (
@@ -42,7 +43,7 @@ FD_METRICS = (
 @register
 class SampleFID(Task):
     name = "sample_fid"
-    version = 1
+    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = SampleFIDConfig
     description = "Frechet distance of unconditional samples vs real images at T in {10,20,50,100}, +autoencoding (Table 4)"
     metrics = FD_METRICS
@@ -63,7 +64,8 @@ class SampleFID(Task):
                     images = (ctx.samples(n, T, cfg.T_latent) if row == "prior"
                               else ctx.reconstruction("test", n, T, "random"))
                     fake = extract(space, images, ctx.batch_size)
-                    res.add(space.metric, features_distance(fake, real), n=n, T=T, z=row)
+                    ci = features_distance_ci(fake, real, n_boot=cfg.n_boot, seed=ctx.seed)
+                    res.add(space.metric, features_distance(fake, real), ci, n=n, T=T, z=row)
         res.extra["departures"] = [f"{n} samples vs {n} training images (paper: 50k)",
                                    f"latent DDIM with T_latent = {cfg.T_latent}"]
         return res

@@ -22,6 +22,7 @@ from diffae_bench.cache import Cache
 from diffae_bench.context import EvalContext
 from diffae_bench.data import ImageDataset, load_dataset
 from diffae_bench.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space, extract,
+                                  features_distance_ci, frechet_distance_eig,
                                   features_distance, inception_space, inception_unavailable_reason, statistics)
 from diffae_bench.models import load_model
 from diffae_bench.runner import RunOptions, run
@@ -47,6 +48,21 @@ def test_torch_fidelity_distance_equals_scipy_reference_in_float64():
     assert st["mu"].dtype == np.float64 and st["sigma"].dtype == np.float64
     assert features_distance(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(scipy_frechet(a, b), rel=1e-7)
     assert features_distance(torch.from_numpy(a), torch.from_numpy(a)) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_bootstrap_ci_of_the_distance_uses_the_same_distance_and_shrinks_with_n():
+    g = np.random.default_rng(1)
+    real = torch.from_numpy(g.normal(size=(2000, 8)))
+    shifted = lambda n: torch.from_numpy(g.normal(size=(n, 8)) + 0.3)
+    a = shifted(400)
+    # the eigenvalue identity each resample uses equals torch-fidelity's distance
+    assert frechet_distance_eig(a, real) == pytest.approx(features_distance(a, real), rel=1e-7)
+    lo, hi = features_distance_ci(a, real, n_boot=200)
+    assert lo <= features_distance(a, real) <= hi
+    small, large = features_distance_ci(shifted(100), real), features_distance_ci(shifted(1600), real)
+    assert (small[1] - small[0]) > 2 * (large[1] - large[0])
+    # a set against itself: an interval at ~0
+    assert features_distance_ci(real, real)[0] == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +204,7 @@ def test_sample_fid_end_to_end_with_cached_real_statistics(trained_diffae, train
     assert {m["key"] for m in ddim["metrics"]} == {"fd_cnn/T=10/z=prior", "fd_cnn/T=20/z=prior"}
     for m in diffae["metrics"] + ddim["metrics"]:
         assert m["value"] > 0 and m["n"] == 24
+        assert m["ci_low"] <= m["value"] <= m["ci_high"]  # every main metric carries a CI (issue 13)
     net = diffae["pretrained_weights"]["fd_cnn_shapes"]
     assert len(net["sha256"]) == 64 and 0 < net["class_accuracy"] <= 1
     assert any("FID not computed" in n for n in diffae["notes"])  # no InceptionV3 here: said, not faked

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from PIL import Image
 from diffae_bench.cache import Cache
 from diffae_bench.context import EvalContext
 from diffae_bench.models import load_model
+from diffae_bench.numerics import numerics_fingerprint
 from diffae_bench.task import get_task, task_names
 
 QUICK = ["--limit", "24", "--steps", "10", "--set", "linear_probe.few_shot_k=3", "--set", "linear_probe.x_T_steps=10",
@@ -49,12 +51,13 @@ def test_run_writes_records_with_provenance(two_runs, trained_diffae):
     recs = records_in(root / "run1")
     assert len(recs) == 4  # 2 tasks x 2 models
     rec = recs["reconstruction__diffae__shapes.json"]
-    assert rec["task"] == {**rec["task"], "name": "reconstruction", "version": 1}
+    assert rec["task"] == {**rec["task"], "name": "reconstruction", "version": 2}
     assert rec["task"]["config"]["steps"] == [10]
     assert rec["model"]["checkpoint_sha256"] == load_model(trained_diffae["dir"]).checkpoint_sha256
     assert rec["dataset"]["splits"]["test"]["n_used"] == 24 and len(rec["dataset"]["splits"]["test"]["content_hash"]) == 64
     assert rec["environment"]["torch"].startswith("2.") and "commit" in rec["git"] and rec["seed"] == 0
     assert rec["numeric_mode"] == "fp32" and rec["wall_s"] > 0
+    assert rec["numerics"]["id"] == numerics_fingerprint("cpu", "fp32")["id"]  # device, CPU kernels, torch, mode
     keys = {m["key"] for m in rec["metrics"]}
     assert {"ssim/T=10/xT=inferred", "mse/T=10/xT=random", "psnr/T=10/xT=inferred"} <= keys
     for m in rec["metrics"]:
@@ -75,6 +78,7 @@ def test_leaderboard_rows_from_both_runs(two_runs):
     n_metrics = sum(len(r["metrics"]) for r in records_in(root / "run1").values())
     # the second run measured the same things: its rows replace the first's, never duplicate them
     assert len(lb) == n_metrics and set(lb["model"]) == {"diffae", "ddim"}
+    assert set(lb["numerics"]) == {numerics_fingerprint("cpu", "fp32")["id"]}
 
 
 def test_second_run_is_served_from_the_cache(two_runs):
@@ -159,6 +163,7 @@ def test_adhoc_variant_through_module_factory(trained_diffae, tmp_path):
     """How a researcher regression-tests a new variant without packaging it."""
     (tmp_path / "myvariant.py").write_text(textwrap.dedent(f"""
         from diffae_bench.models import load_model
+from diffae_bench.numerics import numerics_fingerprint
 
         def make():
             return load_model({str(trained_diffae['dir'])!r})
@@ -200,3 +205,90 @@ def test_codes_keep_the_models_order_when_served_from_the_cache(tmp_path):
     order = list(model.representations(torch.zeros(1, 3, 16, 16)))
     assert list(fresh) == list(served) == order == ["soft", "hard"]
     assert all(torch.equal(fresh[k], served[k]) for k in order)
+
+
+# ---------------------------------------------------------------- no stale result, no batch-size dependence (issue 13)
+VARIANT = """
+from diffae_bench.diffae import DiffAE
+from diffae_bench.models import load_model
+
+SCALE = {scale}
+
+
+class Variant(DiffAE):
+    def decode(self, z, x_T, T):
+        return super().decode(z, x_T, T) * SCALE
+
+
+def make():
+    model = load_model({path!r})
+    model.__class__ = Variant
+    return model
+"""
+
+
+def test_a_changed_decode_is_never_served_stale_decodes(trained_diffae, tmp_path):
+    """The same checkpoint behind changed model code must recompute (the cache keys hold the code's hash)."""
+    args = ["run", "--task", "reconstruction", "--model", "variant:make", "--cache-dir", tmp_path / "cache",
+            "--set", "reconstruction.n_images=4", "--steps", "10", "--quiet", "--device", "cpu"]
+    values = []
+    for i, scale in enumerate((1.0, 0.5)):
+        (tmp_path / "variant.py").write_text(VARIANT.format(scale=scale, path=str(trained_diffae["dir"])))
+        r = bench(*args, "--out", tmp_path / f"out{i}", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        rec = json.loads((tmp_path / f"out{i}" / "reconstruction__variant_make__shapes.json").read_text())
+        values.append({m["key"]: m["value"] for m in rec["metrics"]})
+        assert rec["cache"]["misses"] > 0  # computed, not served
+    assert values[0]["mse/T=10/xT=inferred"] != values[1]["mse/T=10/xT=inferred"]
+
+
+def test_cache_keys_hold_the_suites_code_libraries_and_weights(tmp_path, monkeypatch):
+    import shutil
+
+    from diffae_bench import cache as C
+
+    root = Path(C.__file__).resolve().parent.parent
+    for d in C.SOURCE_DIRS:
+        shutil.copytree(root / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
+    before = C.source_hash(tmp_path)
+    assert before == C.source_hash(root)  # the copy hashes like the checkout
+    sampler = tmp_path / "diffae_bench" / "diffusion.py"
+    sampler.write_text(sampler.read_text().replace("def ddim_sample(", "def ddim_sample(  ", 1))
+    C.source_hash.cache_clear()
+    assert C.source_hash(tmp_path) != before  # a changed sampler is another identity
+    key = Cache.key("x_T", {"n": 4})
+    identity = C.environment_identity()
+    assert set(identity) == {"source", "libraries", "cpu_capability", "weights"}
+    assert set(identity["libraries"]) >= {"torch", "scikit-learn", "torch-fidelity"}
+    assert set(identity["weights"]) == {"alexnet-owt-7be5be79.pth", "weights-inception-2015-12-05-6726825d.pth"}
+    for part, value in [("source", "0" * 64), ("cpu_capability", "AVX2" if identity["cpu_capability"] != "AVX2" else "X"),
+                        ("weights", {"alexnet-owt-7be5be79.pth": "f" * 64})]:
+        monkeypatch.setattr(C, "environment_identity", lambda: {**identity, part: value})
+        assert Cache.key("x_T", {"n": 4}) != key, part
+    monkeypatch.undo()
+    assert Cache.key("x_T", {"n": 4}) == key
+
+
+def test_samples_and_noise_do_not_depend_on_batch_size_or_n(trained_diffae, tmp_path):
+    model = load_model(trained_diffae["dir"])
+    ctx = lambda bs: EvalContext(model=model, dataset_name="shapes", batch_size=bs, cache=Cache(enabled=False),
+                                 progress=False)
+    a, b = ctx(8).samples(12, 5, 5), ctx(64).samples(12, 5, 5)
+    assert torch.equal(a, b)
+    assert torch.equal(ctx(4).samples(5, 5, 5), a[:5])  # sample i is the same whatever n
+    assert torch.equal(ctx(8).noise(12, "s")[:5], ctx(64).noise(5, "s"))
+
+
+@pytest.mark.parametrize("model", ["diffae", "ddim"])
+def test_records_do_not_depend_on_batch_size(trained_diffae, trained_ddim, tmp_path, model):
+    path = {"diffae": trained_diffae, "ddim": trained_ddim}[model]["dir"]
+    values = []
+    for bs in (8, 64):
+        out = tmp_path / f"bs{bs}"
+        r = bench("run", "--task", "reconstruction,memorization,linear_probe", "--model", path, "--out", out,
+                  "--no-cache", "--batch-size", bs, "--set", "memorization.T=5", "--set", "memorization.T_latent=5",
+                  "--set", "memorization.n_samples=20", *QUICK)
+        assert r.returncode == 0, r.stderr
+        values.append({(name, m["key"]): (m["value"], m["ci_low"], m["ci_high"])
+                       for name, rec in records_in(out).items() for m in rec["metrics"]})
+    assert values[0].keys() == values[1].keys() and values[0] == values[1]

@@ -40,6 +40,24 @@ def test_modes_are_validated():
     assert parse_modes("auto", "cpu") == default_modes("cpu")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_defaults_do_not_depend_on_the_cpu_kind(monkeypatch, native):
+    """A default record must mean the same on an AVX2 CPU and on one with native bf16 (issue 13)."""
+    import diffae_bench.numerics as N
+
+    monkeypatch.setattr(N, "native_bf16", lambda device: native)
+    assert N.default_modes("cpu") == PathModes() and N.default_modes("cpu").describe() == "fp32"
+
+
+def test_numerics_fingerprint_names_the_kernels_torch_and_mode():
+    from diffae_bench.numerics import cpu_capability, numerics_fingerprint
+
+    fp = numerics_fingerprint("cpu", "fp32")
+    assert fp["cpu_capability"] == cpu_capability() == str(torch.backends.cpu.get_cpu_capability())
+    assert fp["torch"] == torch.__version__ and fp["numeric_mode"] == "fp32"
+    assert fp["id"] == f"cpu-{cpu_capability()}-torch{torch.__version__.split('+')[0]}-fp32"
+
+
 def test_bf16_runs_the_network_under_autocast_and_the_sampler_in_fp32():
     model = tiny_model()
     seen = []

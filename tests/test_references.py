@@ -15,7 +15,8 @@ import pytest
 
 from diffae_bench.checkpoint import file_sha256
 from diffae_bench.models import load_model
-from diffae_bench.references import CI_DIR, DATASETS, MODELS_DIR, REFERENCES, check, moved
+from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, REFERENCES, check,
+                                     exact_baseline, moved, numerics_id)
 
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
 
@@ -42,10 +43,34 @@ def test_moved_values_are_reported(tmp_path):
     out = moved(tmp_path / "new", CI_DIR / data)
     assert len(out) == 1 and rec["metrics"][0]["key"] in out[0]
     assert moved(CI_DIR / data, CI_DIR / data) == []
+    # the exact baseline of the committed run's own fingerprint holds the same values
+    assert moved(CI_DIR / data, exact_baseline(numerics_id(CI_DIR / data), data)) == []
 
 
-def test_reference_subset_reproduces_committed_results(tmp_path):
-    assert check(tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True) == 0
+def test_exact_baselines_exist_for_both_cpu_kernel_families():
+    ids = {p.stem for p in EXACT_DIR.glob("*.json")}
+    assert {i.split("-")[1] for i in ids} >= {"AVX2"}, ids
+    for i in ids:
+        assert set(json.loads((EXACT_DIR / f"{i}.json").read_text())) == set(DATASETS)
+
+
+@pytest.mark.slow
+def test_avx2_lane_really_runs_avx2_kernels():
+    """The env that CI's second lane sets makes ATen dispatch to AVX2 kernels on any x86 CPU (issue 13)."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                         env={**os.environ, **CPU_KERNELS["avx2"]}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "AVX2"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernels", list(CPU_KERNELS))
+def test_reference_subset_passes_the_gate_on_both_cpu_kernel_families(tmp_path, kernels):
+    """Statistically on any machine; exactly where results/ci/exact has this numerics fingerprint."""
+    assert check(tmp_path / "out", cache_dir=tmp_path / "cache", quiet=True, kernels=kernels) == 0
 
 
 def test_readme_main_table_matches_the_leaderboard():

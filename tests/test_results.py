@@ -13,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from diffae_bench.cli_results import register
-from diffae_bench.compare import compare_rows
+from diffae_bench.compare import _status, compare_rows
+from diffae_bench.numerics import fingerprint_id
 from diffae_bench.errors import BenchError
 from diffae_bench.leaderboard import append_records, build_leaderboard
 from diffae_bench.records import build_record, record_rows, write_record
@@ -35,18 +36,22 @@ class FakeTask(Task):
 
 
 def make_record(model="diffae", seed=0, acc=0.80, mse=0.10, speed=100.0, acc_ci=0.02, version=1, images="abc",
-                created_at="2024-05-01T12:00:00+00:00", task="fake", dataset="shapes") -> dict:
+                created_at="2024-05-01T12:00:00+00:00", task="fake", dataset="shapes", numeric_mode="fp32",
+                weights=None, without=(), cpu="AVX2") -> dict:
     task_cls = type("Fake", (FakeTask,), {"name": task, "version": version})
     result = TaskResult()
     result.add("acc", acc, (acc - acc_ci, acc + acc_ci), n=100, T=20)
-    result.add("mse", mse, (mse - 0.01, mse + 0.01), n=100)
+    if "mse" not in without:
+        result.add("mse", mse, (mse - 0.01, mse + 0.01), n=100)
     result.add("speed", speed, None, n=1)  # no CI: the gate uses the value
+    numerics = {"device_type": "cpu", "cpu_capability": cpu, "torch": "2.14.1", "numeric_mode": numeric_mode}
+    numerics["id"] = fingerprint_id(numerics)
     return build_record(
         task_cls=task_cls, cfg=FakeConfig(), result=result,
         model_info={"label": model, "kind": model, "fingerprint": hashlib.sha256(model.encode()).hexdigest()},
         dataset_info={"name": dataset, "splits": {"test": {"content_hash": images, "n_used": 100}}},
-        seed=seed, numeric_mode="fp32", device="cpu", wall_s=1.0, created_at=created_at, environment={},
-        git={"commit": "0123456789abcdef"}, machine={}, pretrained_weights={}, cache={})
+        seed=seed, numeric_mode=numeric_mode, numerics=numerics, device="cpu", wall_s=1.0, created_at=created_at,
+        environment={}, git={"commit": "0123456789abcdef"}, machine={}, pretrained_weights=weights or {}, cache={})
 
 
 def rows_of(*records) -> pd.DataFrame:
@@ -200,10 +205,64 @@ def test_compare_errors_when_nothing_matches(tmp_path, baseline):
 
 def test_compare_baseline_model_and_latest_baseline_run():
     new = rows_of(make_record(model="mine", acc=0.70))
-    old_base = make_record(model="diffae", seed=1, acc=0.60, created_at="2024-01-01T00:00:00+00:00")
-    base = rows_of(old_base, make_record(model="diffae", seed=2, acc=0.80))  # the later run is the baseline
+    old_base = make_record(model="diffae", acc=0.60, created_at="2024-01-01T00:00:00+00:00")
+    base = rows_of(old_base, make_record(model="diffae", acc=0.80))  # the later run is the baseline
     diff, n = compare_rows(new, base, baseline_model="diffae")
     assert n == 1 and set(diff["model"]) == {"mine"}
     assert diff.set_index("metric").loc["acc/T=20", "baseline"] == pytest.approx(0.80)
     with pytest.raises(BenchError, match="no rows for model 'nope'"):
         compare_rows(new, base, baseline_model="nope")
+
+
+# ---------------------------------------------------------------- the gate fails closed (issue 13)
+def test_compare_fails_when_a_main_metric_goes_missing(tmp_path, baseline):
+    code, out = run_cli("compare", _new(tmp_path, without=("mse",)), "--baseline", baseline)
+    assert code == 1 and "MISSING" in out and "missing in the new results" in out.strip().splitlines()[-1]
+    # a measurement the new run did not make at all (another model) is not "missing": it was not asked for
+    diff, n = compare_rows(rows_of(make_record()), rows_of(make_record(), make_record(model="ddim")))
+    assert n == 0 and set(diff.loc[diff["model"] == "ddim", "status"]) == {"baseline-only"}
+
+
+@pytest.mark.parametrize("change, column", [({"seed": 1}, "seed"), ({"numeric_mode": "bf16"}, "numeric_mode"),
+                                            ({"weights": {"fd_cnn_shapes": {"sha256": "f" * 64}}}, "weights")])
+def test_compare_refuses_other_seed_mode_or_weights(tmp_path, baseline, change, column):
+    code, msg = run_cli("compare", _new(tmp_path, **change), "--baseline", baseline)
+    assert code == 2 and "refusing to compare" in msg and column in msg and "\n" not in msg
+
+
+def test_compare_accepts_other_cpu_kernels_statistically(tmp_path, baseline):
+    """Another CPU kernel family (numerics fingerprint) is compared within CIs, not refused."""
+    code, out = run_cli("compare", _new(tmp_path, cpu="AVX512", acc=0.81), "--baseline", baseline)
+    assert code == 0 and "PASS" in out
+    assert read_rows_csv(io.StringIO(render(rows_of(make_record(cpu="AVX512")), "csv")))["numerics"].iloc[0] \
+        == "cpu-AVX512-torch2.14.1-fp32"
+
+
+@pytest.mark.parametrize("new, new_ci, expected", [
+    (0.45, (0.42, 0.48), "better"), (0.31, (0.28, 0.34), "ok"), (0.5, (0.47, 0.53), "better"),
+    (0.25, (0.22, 0.28), "REGRESSION"),  # farther from the ideal than the baseline's CI allows
+    (0.62, (0.55, 0.69), "REGRESSION"),  # copying: the new CI lies wholly above 0.5
+    (0.52, (0.45, 0.59), "better"),  # above 0.5 but not significantly: no sign of copying
+])
+def test_gate_with_an_ideal_value(new, new_ci, expected):
+    """copy_auc's ideal is 0.5: moving toward it is never a regression; away from it, or copying above it, is."""
+    assert _status(new, 0.31, 0.28, 0.34, False, True, 0.0, ideal=0.5, new_ci=new_ci) == expected
+
+
+def test_memorization_declares_copy_auc_ideal():
+    from diffae_bench.task import get_task
+
+    assert get_task("memorization").metric("copy_auc").ideal == 0.5
+
+
+def test_crash_exits_with_its_own_code(monkeypatch, capsys):
+    from diffae_bench import cli
+
+    def boom():
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "app", boom)
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == cli.CRASH_EXIT_CODE not in (0, 1, 2)
+    assert "a bug" in capsys.readouterr().err

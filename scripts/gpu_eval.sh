@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine (the device tool): evaluate every task on the six committed
+# reference models and return the records as one tarball, plus each process's log.
+#   carry: .whl (torch-fidelity and lpips wheels: not in that machine's image), .refdata (MNIST's IDX files)
+#   here, afterwards: tar xzf <files_at>/records.tar.gz && bench leaderboard results/records ...
+set -uo pipefail
+OUT=${OUT:-./gpu-out}
+PY=${PY:-python3}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 3
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# Not installed there: lay tasks/ and baselines/ where the installed package has them.
+[ -e diffae_bench/tasks ] || cp -r tasks diffae_bench/tasks
+[ -e diffae_bench/baselines ] || cp -r baselines diffae_bench/baselines
+$PY -c "import torch, sklearn, scipy, pandas, typer, safetensors, tqdm, torch_fidelity, lpips, filelock, skimage; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 3
+nvidia-smi -L 2>/dev/null
+rm -rf results/records
+start=$(date +%s)
+timeout ${EVAL_TIMEOUT:-540} $PY scripts/evaluate_references.py --out results/records --threads 2 --logs "$OUT" \
+  ${MNIST_ROOT:+--mnist-root $MNIST_ROOT} ${EVAL_ARGS:-}
+rc=$?
+echo "evaluation exit $rc after $(( $(date +%s) - start )) s"
+tar czf "$OUT/records.tar.gz" results/records
+exit $rc

@@ -110,6 +110,7 @@ def _append_many(csv_path: str, model: str, count: int) -> None:
         append_records(csv_path, [make_record(model=model, seed=seed)])
 
 
+@pytest.mark.slow  # starts processes
 def test_concurrent_appends_lose_no_rows(tmp_path):
     csv_path = tmp_path / "lb.csv"
     count = 12

@@ -191,7 +191,7 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The `bench` entry point: every user error is one line on stderr, exit 2; argv for tests."""
+    """The `bench` entry point: a user error is one line on stderr and exit 2 (3: training diverged); argv for tests."""
     try:
         rv = app(args=argv, prog_name="bench", standalone_mode=False)
     except UsageError as e:

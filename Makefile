@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test perf clean
+.PHONY: setup demo test test-fast perf clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The fast lane: leaves out the tests marked slow (they train a model, start a process or run a large network).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 perf: $(STAMP)
 	$(VENV)/bin/bench perf

@@ -11,7 +11,8 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 import typing
 from pathlib import Path
 from typing import Any
@@ -57,13 +58,22 @@ def from_dict(cls: type, data: dict) -> Any:
 
 # ---------------------------------------------------------------- files
 def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(tmp_path), then rename onto path: readers never see half a file."""
+    """Call write(tmp_path), then rename onto path: readers never see half a file.
+
+    The file gets the mode any new file of the user's gets (0o666 less the
+    umask), as records, run.json, leaderboards, cache entries and checkpoints
+    live in folders people share. (tempfile.mkstemp would make every one 0600.)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"))
+    # O_EXCL: never another writer's temp file; the kernel applies the umask to 0o666, as for open(path, "w").
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)  # the umask's verdict, read without changing the process umask
         write(tmp)
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:  # safetensors' save_file recreates the file as 0600
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

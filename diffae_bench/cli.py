@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from .cli_results import TableFormat
 from .errors import BenchError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -49,10 +50,12 @@ def train(
     if images is not None:
         if stage is Stage.latent:
             raise BenchError("--images counts images; for the latent stage give --steps")
+        if images < 1:
+            raise BenchError(f"--images must be a positive integer, got {images}")
         bs = batch_size or PRESETS.get(preset).train.batch_size
         steps = -(-images // bs)
     opts = TrainOptions(model=model, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
-                        steps=steps or 1000, batch_size=batch_size, lr=lr, seed=seed, out=out,
+                        steps=1000 if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, out=out,
                         ckpt_every=ckpt_every, device=device, train_limit=limit,
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_)
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
@@ -102,7 +105,7 @@ def run(
     leaderboard: Optional[str] = typer.Option(None, help="append the records' rows to this CSV (e.g. results/leaderboard.csv)"),
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $DIFFAE_BENCH_CACHE or ~/.cache/diffae_bench)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything, store nothing"),
-    fmt: str = typer.Option("terminal", "--format", help="table format: terminal, markdown, csv, latex"),
+    fmt: TableFormat = typer.Option(TableFormat.terminal, "--format", help="table format: terminal, markdown, csv, latex"),
     quiet: bool = typer.Option(False, help="no progress bars"),
     all_metrics: bool = typer.Option(False, help="print every metric, not only the main ones (bench table RUN_DIR does too)"),
     numeric_mode: str = typer.Option("auto", help="auto (the measured per-path defaults), fp32, fp32-cl, bf16, bf16-cl, "
@@ -124,7 +127,7 @@ def run(
     from .records import record_rows
     from .tables import render, rows_frame
 
-    typer.echo(render(rows_frame([r for rec in records for r in record_rows(rec)]), fmt, main_only=not all_metrics))
+    typer.echo(render(rows_frame([r for rec in records for r in record_rows(rec)]), fmt.value, main_only=not all_metrics))
     for rec in records:
         for note in rec["notes"]:
             typer.echo(f"note [{rec['task']['name']} / {rec['model']['label']}]: {note}", err=True)
@@ -179,19 +182,42 @@ _register_results(app)
 
 CRASH_EXIT_CODE = 70  # EX_SOFTWARE: a bug, distinct from "regression" (1) and "bad input / incomparable" (2)
 
+# typer's own usage errors (a value that is not an integer, a --format not among
+# the choices, an unknown option): the class is found through BadParameter so
+# that this works with typer's vendored click and with click itself.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
-def main() -> None:
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `bench` entry point: a user error is one line on stderr and exit 2 (3: training diverged; 70: a crash)."""
     try:
-        app()
+        rv = app(args=argv, prog_name="bench", standalone_mode=False)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `bench` alone: the help (typer's rich help already printed itself)
+            if e.format_message().strip():
+                typer.echo(e.format_message(), err=True)
+            sys.exit(e.exit_code)
+        command = f" {e.ctx.info_name}" if e.ctx is not None and e.ctx.parent is not None else ""
+        print(f"error: {_one_line(e.format_message())} (bench{command} --help)", file=sys.stderr)
+        sys.exit(2)
     except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except Exception:  # a bug, not the user's input: keep the traceback, and say so in the exit code
         import traceback
 
         traceback.print_exc()
         print(f"bench crashed (exit {CRASH_EXIT_CODE}): this is a bug, not a regression or bad input", file=sys.stderr)
         sys.exit(CRASH_EXIT_CODE)
+    # standalone_mode=False returns typer.Exit's code (compare's 1, an interrupt's 130) instead of exiting
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

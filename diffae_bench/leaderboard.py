@@ -2,19 +2,19 @@
 
 Records are the single source of truth; a leaderboard CSV is a cache of their
 long rows. Two runs may finish at once and append to the same CSV, so every
-update happens under an exclusive flock on a sidecar `<csv>.lock` (the CSV
-itself is replaced, so it cannot carry the lock) and is written to a temp file
-and renamed: a reader sees the old file or the new one, never half of one,
-and no writer's rows are lost.
+update happens under an exclusive lock on a sidecar `<csv>.lock` (the CSV
+itself is replaced, so it cannot carry the lock; `filelock` locks it on Unix
+and on Windows alike) and is written to a temp file and renamed: a reader sees
+the old file or the new one, never half of one, and no writer's rows are lost.
 """
 
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from .checkpoint import atomic_write_bytes
 from .errors import BenchError
@@ -28,8 +28,8 @@ MARKDOWN_HEADER = ("# Leaderboard\n\nGenerated from result records by `bench lea
 @contextmanager
 def _locked(csv_path: Path):
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path.with_name(csv_path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the writer dies
+    # An OS lock on the open file: released on exit, also if the writer dies; the lock file follows the umask.
+    with FileLock(str(csv_path.with_name(csv_path.name + ".lock"))):
         yield
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -98,6 +97,7 @@ def _model_info(lm: LoadedModel) -> dict:
 
 
 def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
+    """Every task's config, and its --limit minimum, checked before any task runs (so none writes a record)."""
     out = []
     for name in opts.tasks:
         cls = get_task(name)
@@ -105,6 +105,9 @@ def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
         fields = {f.name for f in dataclasses.fields(cls.Config)}
         if opts.steps is not None and "steps" in fields and "steps" not in overrides:
             overrides["steps"] = tuple(opts.steps)
+        if opts.limit is not None and opts.limit < cls.min_images:
+            raise BenchError(f"task {cls.name}: --limit {opts.limit} leaves too few images; "
+                             f"at least {cls.min_images} needed per split")
         out.append((cls, cls.make_config(overrides)))
     unknown = set(opts.task_options) - set(opts.tasks)
     if unknown:
@@ -112,14 +115,34 @@ def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
     return out
 
 
-def run(opts: RunOptions) -> tuple[Path, list[dict]]:
-    """Evaluate every task on every model; returns the run directory and the records."""
+def _check_options(opts: RunOptions) -> None:
+    """The run's own numbers and paths: one-line errors before any model is loaded or file written."""
     if not opts.tasks:
         raise BenchError("no task given (bench ls tasks)")
     if not opts.models:
         raise BenchError("no model given: pass a run directory from `bench train` or module:factory")
     if opts.limit is not None and opts.limit < 1:
         raise BenchError(f"--limit must be a positive integer, got {opts.limit}")
+    if opts.batch_size < 1:
+        raise BenchError(f"--batch-size must be a positive integer, got {opts.batch_size}")
+    if opts.seed < 0:  # numpy's generators, which draw probe sets and bootstrap resamples, refuse negative seeds
+        raise BenchError(f"--seed must not be negative, got {opts.seed}")
+    if opts.steps is not None and (not opts.steps or min(opts.steps) < 1):
+        raise BenchError(f"--steps expects positive integers, got {','.join(map(str, opts.steps))}")
+    # Paths that would only fail when the first record, cache entry or leaderboard row is written.
+    cache_dir = opts.cache_dir if opts.use_cache else None
+    for flag, path, want_dir in (("--out", opts.out, True), ("--cache-dir", cache_dir, True),
+                                 ("--leaderboard", opts.leaderboard, False)):
+        if path is not None and Path(path).exists() and Path(path).is_dir() != want_dir:
+            raise BenchError(f"{flag} {path} is {'a file' if want_dir else 'a directory'}; "
+                             f"give {'a directory' if want_dir else 'a CSV file'}")
+    if opts.dataset is not None:
+        DATASETS.get(opts.dataset)  # unknown name: a suggestion, before any model is loaded
+
+
+def run(opts: RunOptions) -> tuple[Path, list[dict]]:
+    """Evaluate every task on every model; returns the run directory and the records."""
+    _check_options(opts)
     configs = _resolve_configs(opts)
     device = resolve_device(opts.device)
     modes = parse_modes(opts.numeric_mode, device)  # a bad value fails here, before any model is loaded
@@ -203,23 +226,17 @@ def _now() -> str:
 
 
 def parse_task_options(items: list[str]) -> dict:
-    """--set task.field=value (value parsed as JSON where it can be; a,b,c -> tuple)."""
+    """--set task.field=value -> {task: {field: "value"}}.
+
+    Values stay strings here: Task.make_config converts each to its config
+    field's type (diffae_bench.options), so "False" is False for a bool field,
+    "10,20" is (10, 20) for a tuple of ints, and "abc" for an int is an error.
+    """
     out: dict = {}
     for item in items:
-        if "=" not in item or "." not in item.split("=", 1)[0]:
+        key, eq, raw = item.partition("=")
+        task, dot, fld = key.strip().partition(".")
+        if not eq or not dot or not task or not fld:
             raise BenchError(f"--set expects task.field=value, got '{item}'")
-        key, raw = item.split("=", 1)
-        task, fld = key.split(".", 1)
-        if "," in raw:
-            value = tuple(_parse_scalar(v) for v in raw.split(",") if v != "")
-        else:
-            value = _parse_scalar(raw)
-        out.setdefault(task, {})[fld] = value
+        out.setdefault(task, {})[fld] = raw
     return out
-
-
-def _parse_scalar(raw: str):
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw

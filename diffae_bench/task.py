@@ -18,11 +18,10 @@ Tasks register by name in TASKS; other packages add theirs through the
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import BenchError
+from .options import replace_typed
 from .registry import Registry
 
 
@@ -68,6 +67,9 @@ class Task:
     metrics: ClassVar[tuple[Metric, ...]]
     description: ClassVar[str] = ""
     needs_attributes: ClassVar[bool] = False  # needs binary attributes of the data set
+    # The fewest images of any split its statistics can be computed from; the runner
+    # refuses a --limit below it for every task before any task runs.
+    min_images: ClassVar[int] = 1
 
     def run(self, ctx, cfg) -> TaskResult:  # pragma: no cover - interface
         raise NotImplementedError
@@ -81,37 +83,14 @@ class Task:
 
     @classmethod
     def make_config(cls, overrides: dict[str, Any] | None = None):
-        """The task's Config with overrides (unknown keys are an error, with a suggestion)."""
-        overrides = dict(overrides or {})
-        names = [f.name for f in dataclasses.fields(cls.Config)]
-        defaults = cls.Config()
-        # "feature_net.steps=100" sets a field of a nested config dataclass
-        nested: dict[str, dict] = {}
-        for k in [k for k in overrides if "." in k]:
-            outer, inner = k.split(".", 1)
-            if outer in names and dataclasses.is_dataclass(getattr(defaults, outer)):
-                nested.setdefault(outer, {})[inner] = overrides.pop(k)
-        for outer, inner in nested.items():
-            sub = getattr(defaults, outer)
-            sub_names = [f.name for f in dataclasses.fields(sub)]
-            for k in inner:
-                if k not in sub_names:
-                    raise BenchError(f"task {cls.name} option '{outer}' has no field '{k}' (fields: {', '.join(sub_names)})")
-            overrides[outer] = dataclasses.replace(sub, **inner)
-        for k in overrides:
-            if k not in names:
-                import difflib
+        """The task's Config with overrides, each converted to its field's type (diffae_bench.options).
 
-                close = difflib.get_close_matches(k, names, n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                raise BenchError(f"task {cls.name} has no option '{k}'{hint} (options: {', '.join(names)})")
-        for k, v in list(overrides.items()):
-            # "--set task.steps=10" gives one value where the field holds a tuple
-            if isinstance(getattr(defaults, k), tuple) and not isinstance(v, (tuple, list)):
-                overrides[k] = (v,)
-            elif isinstance(v, list):
-                overrides[k] = tuple(v)
-        return dataclasses.replace(defaults, **overrides)
+        Unknown keys are an error with a suggestion; "feature_net.steps=100"
+        sets a field of a nested config dataclass; a value that does not fit
+        its field ("n_images=abc", a negative count, a backbone not among the
+        choices) is a one-line BenchError, raised before any work starts.
+        """
+        return replace_typed(cls.Config(), dict(overrides or {}), f"task {cls.name}", non_negative=True)
 
 
 TASKS: Registry[type[Task]] = Registry("task")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -39,7 +40,8 @@ from diffae_bench.task import Metric, Task, TaskResult, register
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)  # train / test / val, as in the paper (PROTOCOL)
 # torchvision's ImageNet ResNet-50 weight files (IMAGENET1K_V1, IMAGENET1K_V2), looked up, never downloaded.
 RESNET50_FILES = ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth")
-BACKBONES = ("small_cnn", "resnet50")
+Backbone = Literal["small_cnn", "resnet50"]
+BACKBONES = get_args(Backbone)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class FakeDetectionConfig:
     epochs: int = 10  # training epochs; the epoch with the best val accuracy is kept
     batch_size: int = 64  # classifier minibatch
     lr: float = 1e-3  # Adam learning rate
-    backbone: str = "small_cnn"  # "small_cnn" (from scratch) or "resnet50" (ImageNet weights, only if on disk)
+    backbone: Backbone = "small_cnn"  # "small_cnn" (from scratch) or "resnet50" (ImageNet weights, only if on disk)
     quantize: bool = True  # round samples to 8-bit levels, as saved images are, so the classifier cannot key on it
     split: str = "test"  # split the real images come from (held-out, never what the model trained on)
     grid_images: int = 8  # real / fake images shown per row in the figure
@@ -219,6 +221,7 @@ class FakeDetection(Task):
     name = "fake_detection"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = FakeDetectionConfig
+    min_images = 10  # per class: 0.7 / 0.2 / 0.1 of each class must leave every split non-empty
     description = "accuracy / AUROC of a classifier telling real test images from samples at each T (lower is better)"
     metrics = (
         Metric("auroc", higher_is_better=False, main=True,
@@ -236,7 +239,7 @@ class FakeDetection(Task):
 
             path = resnet50_weights_path()  # fails here, before any sampling, when the file is absent
             ctx.pretrained_weights["fake_detection_resnet50"] = {"path": str(path), "sha256": file_sha256(path)}
-        n = ctx.n_images(cfg.split, cfg.n_per_class, minimum=10)
+        n = ctx.n_images(cfg.split, cfg.n_per_class, minimum=self.min_images)
         real = ctx.images(cfg.split, n)
         fakes, per_T = {}, {}
         for T in cfg.steps:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from .sample_fid import FD_METRICS
 @dataclass(frozen=True)
 class FewShotConfig:
     attributes: tuple[str, ...] = ()  # target binary attributes; () = the data set's first two
-    modes: tuple[str, ...] = ("binary", "pu")  # labelling regimes (D2C)
+    modes: tuple[Literal["binary", "pu"], ...] = ("binary", "pu")  # labelling regimes (D2C)
     n_binary: int = 50  # binary regime: positives, and as many negatives
     n_pu_positive: int = 100  # PU regime: labelled positives
     n_pu_unlabeled: int = 10_000  # PU regime: unlabeled images treated as negatives
@@ -122,6 +122,7 @@ class FewShotFID(Task):
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = FewShotConfig
     needs_attributes = True
+    min_images = 2  # the pool is also the real reference: a covariance needs two images
     description = "few-shot conditional generation (D2C binary / PU): Frechet distance to the target class (Table 3)"
     metrics = FD_METRICS + (
         Metric("acceptance_rate", higher_is_better=True,
@@ -134,7 +135,7 @@ class FewShotFID(Task):
         if not model.has_semantic_latent:
             res.notes.append(f"not applicable: the {model.kind} model has no semantic latent to condition by rejection")
             return res
-        n_pool = ctx.n_images("train", cfg.n_pool, minimum=2)
+        n_pool = ctx.n_images("train", cfg.n_pool, minimum=self.min_images)
         ds = ctx.dataset("train")
         targets = cfg.attributes or ds.binary_attributes[:2]
         missing = [a for a in targets if a not in ds.binary_attributes]

@@ -107,6 +107,7 @@ class Interpolation(Task):
     name = "interpolation"
     version = 1
     Config = InterpolationConfig
+    min_images = 4  # at least 2 pairs for a CI
     description = "decoded paths between held-out pairs (lerp z_sem, slerp x_T): step uniformity, length, endpoints"
     metrics = (
         Metric("step_ratio", higher_is_better=False, main=True,
@@ -121,7 +122,7 @@ class Interpolation(Task):
 
     def run(self, ctx, cfg: InterpolationConfig) -> TaskResult:
         res = TaskResult()
-        n = ctx.n_images(cfg.split, 2 * cfg.n_pairs, minimum=4)  # at least 2 pairs for a CI
+        n = ctx.n_images(cfg.split, 2 * cfg.n_pairs, minimum=self.min_images)
         P = n // 2
         ctx.used[cfg.split] = 2 * P  # an odd n leaves its last image out of every pair: record what was used
         x = ctx.images(cfg.split, 2 * P)

@@ -17,6 +17,7 @@ A few-label setting fits the probe on k labelled images per class (mean over
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,12 +32,15 @@ from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult, register
 
 
+Representation = Literal["codes", "x_T", "pixels", "random_proj"]
+
+
 @dataclass(frozen=True)
 class LinearProbeConfig:
     n_train: int = 2000  # labelled training images (train split)
     n_test: int = 1000  # held-out images the probe is scored on (test split)
     attributes: tuple[str, ...] = ()  # binary attributes to probe; () = all of the data set's
-    representations: tuple[str, ...] = ("codes", "x_T", "pixels", "random_proj")  # see module doc
+    representations: tuple[Representation, ...] = ("codes", "x_T", "pixels", "random_proj")  # see module doc
     x_T_steps: int = 20  # T of the inversion for the x_T representation
     few_shot_k: tuple[int, ...] = (10,)  # labelled images per class in the few-label setting
     few_shot_draws: int = 5  # random labelled sets averaged in the few-label setting
@@ -96,6 +100,7 @@ class LinearProbe(Task):
     version = 2  # 2: few-label draws seeded per (seed, attribute, k, draw), no longer one stream across representations
     Config = LinearProbeConfig
     needs_attributes = True
+    min_images = 20  # of train and of test: fewer leave attributes with one class
     description = "logistic-regression probes per binary attribute: accuracy, AUROC, mean AUROC (held-out split)"
     metrics = (
         Metric("mean_auroc", higher_is_better=True, main=True, description="mean test AUROC over attributes"),
@@ -107,8 +112,8 @@ class LinearProbe(Task):
     def run(self, ctx, cfg: LinearProbeConfig) -> TaskResult:
         res = TaskResult()
         attrs = self._attributes(ctx, cfg)
-        n_tr = ctx.n_images("train", cfg.n_train, minimum=20)
-        n_te = ctx.n_images("test", cfg.n_test, minimum=20)
+        n_tr = ctx.n_images("train", cfg.n_train, minimum=self.min_images)
+        n_te = ctx.n_images("test", cfg.n_test, minimum=self.min_images)
         Y_tr = ctx.attributes("train", n_tr)[list(attrs)].to_numpy().astype(np.int64)
         Y_te = ctx.attributes("test", n_te)[list(attrs)].to_numpy().astype(np.int64)
         reps = self._representations(ctx, cfg, n_tr, n_te, res)

@@ -100,6 +100,7 @@ class Memorization(Task):
     name = "memorization"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = MemorizationConfig
+    min_images = 2  # of each group (samples / held-out, train) for the rank test
     description = "data-copying test: generated-to-train vs held-out-to-train NN distances (pixel, z, LPIPS)"
     metrics = (
         Metric("copy_auc", higher_is_better=False, main=True, ideal=0.5,
@@ -112,8 +113,8 @@ class Memorization(Task):
 
     def run(self, ctx, cfg: MemorizationConfig) -> TaskResult:
         res = TaskResult()
-        n = ctx.n_images("test", cfg.n_samples, minimum=2)  # held-out group; the samples match its size
-        n_train = ctx.n_images("train", cfg.n_train, minimum=2)
+        n = ctx.n_images("test", cfg.n_samples, minimum=self.min_images)  # held-out group; the samples match its size
+        n_train = ctx.n_images("train", cfg.n_train, minimum=self.min_images)
         samples = ctx.samples(n, cfg.T, cfg.T_latent)
         heldout, train = ctx.images("test", n), ctx.images("train", n_train)
         nn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # space -> (d_gen, d_heldout, nn index of gen)

@@ -49,6 +49,7 @@ class Reconstruction(Task):
     name = "reconstruction"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = ReconstructionConfig
+    min_images = 2  # a bootstrap CI needs two images
     description = "SSIM / MSE / PSNR / LPIPS of inverted-and-decoded test images at T in {10,20,50,100} (Tables 1-2)"
     metrics = (
         Metric("ssim", higher_is_better=True, main=True, description="SSIM, 11x11 Gaussian window, [0, 1] images"),
@@ -59,7 +60,7 @@ class Reconstruction(Task):
 
     def run(self, ctx, cfg: ReconstructionConfig) -> TaskResult:
         res = TaskResult()
-        n = ctx.n_images(cfg.split, cfg.n_images, minimum=2)
+        n = ctx.n_images(cfg.split, cfg.n_images, minimum=self.min_images)
         x = ctx.images(cfg.split, n)
         lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None
         sources = ["inferred"] + (["random"] if cfg.random_xT and ctx.model.has_semantic_latent else [])

@@ -45,16 +45,17 @@ class SampleFID(Task):
     name = "sample_fid"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
     Config = SampleFIDConfig
+    min_images = 2  # a covariance needs two feature vectors
     description = "Frechet distance of unconditional samples vs real images at T in {10,20,50,100}, +autoencoding (Table 4)"
     metrics = FD_METRICS
 
     def run(self, ctx, cfg: SampleFIDConfig) -> TaskResult:
         res = TaskResult()
-        n = ctx.n_images("train", cfg.n_samples, minimum=2)
+        n = ctx.n_images("train", cfg.n_samples, minimum=self.min_images)
         rows = ["prior"]
         if cfg.autoencoding and ctx.model.has_semantic_latent:
             rows.append("autoencoding")
-            n = min(n, ctx.n_images("test", cfg.n_samples, minimum=2))  # same n on both rows
+            n = min(n, ctx.n_images("test", cfg.n_samples, minimum=self.min_images))  # same n on both rows
         elif cfg.autoencoding:
             res.notes.append("no +autoencoding row: the model has no semantic latent")
         for space in ctx.feature_spaces(cfg.feature_net, res.notes, cfg.inception):

@@ -3,13 +3,28 @@
 Training is the slow part of the suite (about a minute per model on 2 CPU
 cores), so every test that needs a trained model shares these run
 directories instead of training its own.
+
+The fast lane, `pytest -m "not slow"` (make test-fast), leaves out every test
+marked slow: those that train a model, start a process or run a large network.
+Tests that use a trained fixture below are marked here, by
+pytest_collection_modifyitems, so none can forget it; the others carry
+@pytest.mark.slow themselves.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
 
 from diffae_bench.train import TrainOptions, train_autoencoder, train_latent
+
+# One intra-op thread in the test process (subprocesses keep torch's default): the suite's
+# tensors are tiny, and on a shared, oversubscribed machine OpenMP's waiting threads made
+# them far slower (one test: 44 s with 2 threads vs 0.25 s with 1, at load 12 on 2 cores).
+# DIFFAE_BENCH_TEST_THREADS=N gives the tests N threads.
+torch.set_num_threads(int(os.environ.get("DIFFAE_BENCH_TEST_THREADS", "1")))
 
 # Enough for the tiny preset to begin using z_sem on shapes: the decoder's
 # output convs start at zero and the encoder's code barely varies across
@@ -48,3 +63,17 @@ def trained_diffae(runs_root) -> dict:
 def trained_ddim(runs_root) -> dict:
     """The tiny DDIM baseline trained the same way."""
     return _train(runs_root, "ddim")
+
+
+# Fixtures that train a model: a test using one (directly or through another fixture) is slow.
+TRAINING_FIXTURES = {"trained_diffae", "trained_ddim"}
+# Slow tests in tests/test_references.py, a file the lead engineer owns: the reference
+# subset check evaluates six models in subprocesses (minutes).
+SLOW_TESTS = {"test_references.py::test_reference_subset_reproduces_committed_results"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())) or \
+                f"{item.path.name}::{getattr(item, 'originalname', item.name)}" in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

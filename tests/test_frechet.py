@@ -74,12 +74,14 @@ def mnist_space(tmp_path_factory):
     return train, test, cache, net, info
 
 
+@pytest.mark.slow  # trains the feature network (mnist_space)
 def test_feature_net_is_accurate_and_recorded(mnist_space):
     _, _, _, _, info = mnist_space
     assert info["class_accuracy"] > 0.9 and info["n_test"] == 1000
     assert len(info["sha256"]) == 64 and info["config"]["steps"] == 200
 
 
+@pytest.mark.slow  # trains the feature network (mnist_space)
 def test_fd_oracles_self_halves_and_classes(mnist_space):
     _, test, _, net, info = mnist_space
     space = cnn_space(net, info, torch.device("cpu"))
@@ -93,6 +95,7 @@ def test_fd_oracles_self_halves_and_classes(mnist_space):
     assert classes > 20 * halves, (halves, classes)
 
 
+@pytest.mark.slow  # trains the feature network (mnist_space)
 def test_feature_net_is_cached_by_content_and_deterministic(mnist_space):
     train, test, cache, _, info = mnist_space
     hits = cache.hits
@@ -107,6 +110,7 @@ def test_feature_net_is_cached_by_content_and_deterministic(mnist_space):
     assert c["sha256"] != a["sha256"]
 
 
+@pytest.mark.slow  # builds, saves and runs InceptionV3 at 299 px: tens of seconds on 2 shared cores
 def test_inception_path_runs_end_to_end_with_a_local_state_dict(tmp_path, monkeypatch):
     """Wiring only: a randomly initialised InceptionV3 saved where torch-fidelity's file would be."""
     from torch_fidelity import feature_extractor_inceptionv3 as fe

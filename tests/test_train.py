@@ -68,6 +68,7 @@ def _opts(tmp_path, **kw):
     return TrainOptions(**{**base, **kw})
 
 
+@pytest.mark.slow  # trains
 def test_resume_continues_exactly(tmp_path):
     straight = train_autoencoder(_opts(tmp_path, out=str(tmp_path / "a"), steps=6))
     train_autoencoder(_opts(tmp_path, out=str(tmp_path / "b"), steps=4))
@@ -81,12 +82,14 @@ def test_resume_continues_exactly(tmp_path):
             torch.testing.assert_close(ta[k], tb[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
+@pytest.mark.slow  # trains
 def test_resume_refuses_a_different_run(tmp_path):
     train_autoencoder(_opts(tmp_path, steps=2))
     with pytest.raises(CheckpointError, match="differs in seed"):
         train_autoencoder(_opts(tmp_path, steps=4, seed=4))
 
 
+@pytest.mark.slow  # trains
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real_loss = DiffAE.loss
@@ -121,6 +124,7 @@ def bench(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "diffae_bench.cli", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow  # starts a subprocess
 @pytest.mark.parametrize("args,expect", [
     (["--dataset", "shapez"], "did you mean 'shapes'"),
     (["--preset", "smal"], "did you mean 'small'"),
@@ -136,6 +140,7 @@ def test_train_cli_bad_input(tmp_path, args, expect):
     assert not out.exists() or not any(out.iterdir()), "nothing may be written on bad input"
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_train_cli_writes_config_and_checkpoint(tmp_path):
     out = tmp_path / "run"
     r = bench("train", "--out", str(out), "--steps", "2", "--limit", "16", "--batch-size", "4", "--device", "cpu")

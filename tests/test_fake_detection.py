@@ -89,7 +89,7 @@ def test_bad_inputs_are_one_line_errors(shapes_test, tmp_path, monkeypatch):
 
 def test_task_declares_lower_detectability_as_better():
     cls = get_task("fake_detection")
-    assert cls is FD.FakeDetection and cls.version == 1
+    assert cls is FD.FakeDetection and cls.version == 2
     assert cls.metric("auroc").main and not cls.metric("auroc").higher_is_better
     assert not cls.metric("accuracy").higher_is_better
     cfg = cls.make_config({"steps": 10})

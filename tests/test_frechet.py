@@ -21,7 +21,8 @@ from scipy import integrate, stats as sps
 from diffae_bench.cache import Cache
 from diffae_bench.context import EvalContext
 from diffae_bench.data import ImageDataset, load_dataset
-from diffae_bench.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space, extract,
+from diffae_bench.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space,
+                                  committed_feature_net_path, extract,
                                   features_distance_ci, frechet_distance_eig,
                                   features_distance, inception_space, inception_unavailable_reason, statistics)
 from diffae_bench.models import load_model
@@ -75,6 +76,22 @@ def mnist_space(tmp_path_factory):
 
 
 @pytest.mark.slow  # trains the feature network (mnist_space)
+@pytest.mark.parametrize("dataset, root", [("shapes", None), ("mnist", MNIST)])
+def test_reference_data_sets_use_the_committed_feature_networks(dataset, root, tmp_path):
+    """fd_cnn is the same network on every machine (issue 13): loaded from results/feature_nets, never retrained."""
+    from safetensors import safe_open
+
+    train, test = (load_dataset(dataset, s, root=root, image_size=32) for s in ("train", "test"))
+    path = committed_feature_net_path(train, test, FeatureNetConfig())
+    assert path.is_file(), f"commit it: python -m diffae_bench.references feature-nets ({path.name})"
+    cache = Cache(tmp_path)
+    net, info = cached_feature_net(train, test, FeatureNetConfig(), cache, progress=False)
+    with safe_open(str(path), "pt") as f:
+        assert info["sha256"] == f.metadata()["sha256"]
+    assert info["source"].startswith("committed") and (cache.hits, cache.misses) == (0, 0)
+    assert (info["class_accuracy"] or info["binary_accuracy"]) > 0.9
+
+
 def test_feature_net_is_accurate_and_recorded(mnist_space):
     _, _, _, _, info = mnist_space
     assert info["class_accuracy"] > 0.9 and info["n_test"] == 1000

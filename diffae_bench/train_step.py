@@ -12,9 +12,9 @@ only how it runs:
   on_device     CUDA: the training images sit on the GPU, batch indices, t and
                 noise come from a CUDA generator, Adam is fused, and the loss is
                 read back every `log_every` steps only (and cudnn.benchmark picks
-                each conv's algorithm once). Each of these removes a
-                host round trip per step: at the small preset's batch of 64 the
-                H200 ran bench train at 687 img/s, about 1 % of the chip.
+                each conv's algorithm once). Each removes host work or a host
+                round trip from every step: the small preset's step, with all of
+                it on the host, ran at 687 img/s on an H200 (about 1 % of the chip).
                 Off on the CPU: draws come from the CPU generator as before, so
                 CPU runs and their checkpoints stay bit for bit what they were.
 

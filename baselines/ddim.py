@@ -65,6 +65,10 @@ class DDIM(DiffusionAutoencoder):
         """L_simple, exactly as Diff-AE's stage 1 but with no conditioning."""
         return self._loss(lambda x_t, t: self.unet(x_t, t), x0, generator)
 
+    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        self._no_z(z, "predict_eps")
+        return self.unet(x_t, t)
+
     def _no_z(self, z: torch.Tensor | None, what: str) -> None:
         if z is not None:
             raise NoSemanticLatent(

@@ -36,7 +36,7 @@ import torch
 
 from diffae_bench import diffusion as D
 from diffae_bench import rng
-from diffae_bench.diffae import DiffusionLoss
+from diffae_bench.diffae import DiffusionLoss, draw_device
 from diffae_bench.errors import BenchError
 from diffae_bench.interface import DiffusionAutoencoder
 from diffae_bench.nets import EncoderConfig, SemanticEncoder, UNet, UNetConfig
@@ -88,11 +88,12 @@ def dmz_config_from_preset(preset: Preset, n_bits: int | None = None, z_mode: st
 def relaxed_bernoulli(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Binary-concrete sample sigmoid((l + Logistic noise) / tau), differentiable in the logits.
 
-    The uniforms come from the (CPU) generator, like DiffusionLoss's noise, so
-    a seed gives the same run on any device; clamped away from 0 and 1 so the
-    logistic noise stays finite.
+    The uniforms come from the generator's device, like DiffusionLoss's noise
+    (a CPU generator: the same run on any device; a CUDA one: no copy a step);
+    clamped away from 0 and 1 so the logistic noise stays finite.
     """
-    u = torch.rand(logits.shape, generator=generator).clamp_(1e-6, 1 - 1e-6).to(logits.device, logits.dtype)
+    u = torch.rand(logits.shape, generator=generator, device=draw_device(generator))
+    u = u.clamp_(1e-6, 1 - 1e-6).to(logits.device, logits.dtype)
     return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
 
 
@@ -163,6 +164,10 @@ class DMZ(DiffusionAutoencoder):
         """
         z = self.relaxed_code(x0, generator)
         return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
+
+    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The decoder on a code z (encode()'s hard bits at evaluation)."""
+        return self.unet(x_t, t, self._check_z(z, "predict_eps").to(x_t.dtype))
 
     # -- codes -------------------------------------------------------------------
     @torch.no_grad()

@@ -39,8 +39,17 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     numeric_mode: str = typer.Option("fp32", help="network precision of the loss: fp32, fp32-cl, bf16, bf16-cl (recorded)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the loss (slow to start; recorded)"),
+    compile_mode: str = typer.Option("default", help="with --compile: default, reduce-overhead (CUDA graphs), "
+                                                     "max-autotune-no-cudagraphs"),
+    log_every: Optional[int] = typer.Option(None, help="steps between loss reads (default: 1 on CPU, 50 on CUDA)"),
+    diag_every: int = typer.Option(500, help="steps between high-t x0 checks (x0_diagnostic.jsonl; 0: off)"),
+    max_seconds: Optional[float] = typer.Option(None, help="stop cleanly after this much training time (resumable)"),
 ):
-    """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run."""
+    """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run.
+
+    On CUDA the step runs GPU-resident (data, noise, fused Adam, loss read every
+    --log-every steps); --numeric-mode bf16-cl [--compile] is the fast path.
+    """
     from .presets import PRESETS
     from .numerics import get_mode
     from .train import TrainOptions, train_autoencoder, train_latent
@@ -57,13 +66,23 @@ def train(
     opts = TrainOptions(model=model, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
                         steps=1000 if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, out=out,
                         ckpt_every=ckpt_every, device=device, train_limit=limit,
-                        numeric_mode=get_mode(numeric_mode).name, compile=compile_)
+                        numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
+                        log_every=log_every, diag_every=diag_every, max_seconds=max_seconds)
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
-    if summary["interrupted"]:
-        typer.echo(f"interrupted at step {summary['step']}; checkpoint saved, run the same command to resume", err=True)
-        raise typer.Exit(130)
+    from .x0_diagnostic import summary_lines
+
+    for line in summary_lines(summary.get("x0_diagnostic")):
+        typer.echo(line)
+    if summary.get("x0_diagnostic_unavailable"):
+        typer.echo(f"high-t x0 check skipped: {summary['x0_diagnostic_unavailable']}", err=True)
     speed = f", {summary['images_per_s']:.0f} images/s" if summary["images_per_s"] else ""
-    typer.echo(f"done: step {summary['step']}, loss {summary['loss_ema']:.4f}{speed} -> {summary['checkpoint']}")
+    loss = f"{summary['loss_ema']:.4f}" if summary["loss_ema"] is not None else "n/a"
+    if summary["interrupted"]:
+        typer.echo(f"interrupted at step {summary['step']} (loss {loss}{speed}); checkpoint saved, "
+                   "run the same command to resume", err=True)
+        raise typer.Exit(130)
+    budget = " (time budget reached; the same command resumes)" if summary.get("out_of_time") else ""
+    typer.echo(f"done: step {summary['step']}, loss {loss}{speed} -> {summary['checkpoint']}{budget}")
 
 
 def _first_line(doc: str | None) -> str:
@@ -145,20 +164,38 @@ def perf(
     seconds: float = typer.Option(10.0, help="time per measurement"),
     device: str = typer.Option("auto"),
     modes: Optional[str] = typer.Option(None, help="numeric modes to compare with fp32 (default: fp32-cl and this device's defaults)"),
-    compile_: bool = typer.Option(False, "--compile", help="also time a torch.compile'd fp32 training step"),
+    compile_: bool = typer.Option(False, "--compile", help="also time a torch.compile'd training step (of the fast path)"),
+    compile_mode: str = typer.Option("default", help="--compile's mode: default, reduce-overhead, max-autotune-no-cudagraphs"),
+    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help="time bench train's GPU step (default: on CUDA)"),
+    fast_mode: str = typer.Option("bf16-cl", help="numeric mode of the fast step"),
+    train_batches: Optional[str] = typer.Option(None, help="comma-separated training batches (default: the preset's)"),
+    eval_: bool = typer.Option(True, "--eval/--no-eval", help="also time sampling and inversion"),
+    steps_per_call: int = typer.Option(10, help="training steps per timed call (one device sync a call)"),
     accuracy: bool = typer.Option(False, "--accuracy", help="instead: metric deltas of each mode per path (PASS/FAIL) and cost slopes"),
     steps: int = typer.Option(300, help="--accuracy: training steps of the tiny 16-px model"),
+    run_dir: Optional[str] = typer.Option(None, "--run", help="--accuracy: only the train path's loss/gradient check, "
+                                                                "on this trained run (batches of --batch-size)"),
+    batches: int = typer.Option(4, help="--accuracy --run: batches compared"),
 ):
     """Throughput benchmark: training images/s and sampling network evaluations/s, fp32 vs optimised."""
     mode_list = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
     if accuracy:
-        from .perf_accuracy import accuracy as run_accuracy
+        from .perf_accuracy import accuracy as run_accuracy, train_agreement_report
 
-        run_accuracy(mode_list or ["bf16", "fp32-cl"], device=device, steps=steps)
+        if run_dir:
+            train_agreement_report(run_dir, mode_list or ["bf16-cl", "bf16"], device, batch_size, batches)
+        else:
+            run_accuracy(mode_list or ["bf16", "fp32-cl"], device=device, steps=steps)
         return
     from .perf import run_perf
 
-    run_perf(presets.split(","), models.split(","), batch_size, seconds, device, mode_list, compile_)
+    try:
+        batches = [int(b) for b in train_batches.split(",")] if train_batches else None
+    except ValueError:
+        raise BenchError(f"--train-batches expects comma-separated integers, got '{train_batches}'") from None
+    run_perf(presets.split(","), models.split(","), batch_size, seconds, device, mode_list, compile_, fast=fast,
+             fast_mode=fast_mode, compile_mode=compile_mode, train_batches=batches, eval_=eval_,
+             steps_per_call=steps_per_call)
 
 
 @app.command()

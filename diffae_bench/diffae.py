@@ -33,17 +33,34 @@ class LatentNotTrained(BenchError):
     pass
 
 
+def draw_device(generator: torch.Generator | None) -> torch.device | None:
+    """Where a training draw (t, noise, uniforms) is made: on the generator's device.
+
+    A CPU generator (bench train on the CPU, the default everywhere before
+    issue 21) draws on the CPU and the values are copied over, so a seed gives
+    the same run on any device; a CUDA generator (bench train on a GPU) draws
+    on the GPU, with no host work or copy per step. None: torch's default.
+    """
+    return generator.device if generator is not None else None
+
+
 class DiffusionLoss:
     """Shared by every image model: sample t and eps, return L_simple (MSE on eps)."""
 
     def __init__(self):
         self.alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas()))
+        self._alpha_bar_on: dict[torch.device, torch.Tensor] = {}  # the same float64 values, per device (no copy a step)
+
+    def alpha_bar_on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._alpha_bar_on:
+            self._alpha_bar_on[device] = self.alpha_bar.to(device)
+        return self._alpha_bar_on[device]
 
     def __call__(self, eps_fn, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        b = x0.shape[0]
-        t = torch.randint(0, D.T_TRAIN, (b,), generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        x_t = D.q_sample(x0, t, noise, self.alpha_bar)
+        b, where = x0.shape[0], draw_device(generator)
+        t = torch.randint(0, D.T_TRAIN, (b,), generator=generator, device=where).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=where).to(x0.device)
+        x_t = D.q_sample(x0, t, noise, self.alpha_bar_on(x0.device))
         return F.mse_loss(eps_fn(x_t, t).float(), noise.float())
 
 
@@ -77,6 +94,11 @@ class DiffAE(DiffusionAutoencoder):
         z = self.encoder(x0)  # the encoder sees the clean image
         return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
 
+    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        if z is None:
+            raise ValueError("Diff-AE's decoder needs z_sem")
+        return self.unet(x_t, t, z)
+
     def autoencoder_parameters(self):
         return [p for n, p in self.named_parameters() if not n.startswith("latent_net.")]
 
@@ -89,8 +111,8 @@ class DiffAE(DiffusionAutoencoder):
         """L1 on epsilon for standardised z, constant beta 0.008 (Table 6)."""
         zs = (z - self.z_mean) / self.z_std
         b = zs.shape[0]
-        t = torch.randint(0, D.T_TRAIN, (b,), generator=generator).to(z.device)
-        noise = torch.randn(zs.shape, generator=generator).to(z.device)
+        t = torch.randint(0, D.T_TRAIN, (b,), generator=generator, device=draw_device(generator)).to(z.device)
+        noise = torch.randn(zs.shape, generator=generator, device=draw_device(generator)).to(z.device)
         z_t = D.q_sample(zs, t, noise, self._latent_alpha_bar)
         return F.l1_loss(self.latent_net(z_t, t), noise)
 

@@ -100,6 +100,15 @@ class DiffusionAutoencoder(nn.Module, ABC):
     def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int) -> torch.Tensor:
         """Images from (z, x_T) by T-step DDIM; z is None for models without one."""
 
+    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """eps_theta(x_t, t[, z]): the denoiser that decode() and encode_stochastic() run.
+
+        t: original timesteps (0..999), (B,) long; z: a code from encode() (None
+        without a semantic latent). Optional: training diagnostics use it (the
+        high-t x0 check, diffae_bench.x0_diagnostic) and skip models without it.
+        """
+        raise NotImplementedError(f"the {self.kind} model does not expose its denoiser")
+
     # -- generation ------------------------------------------------------------
     def sample(self, n: int, T: int, T_latent: int = 100, generator: rng.Generator = None) -> torch.Tensor:
         """Unconditional samples: z from the latent prior, x_T ~ N(0, I), decode."""

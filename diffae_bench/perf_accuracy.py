@@ -9,7 +9,10 @@ candidate mode is swapped into ONE path at a time, everything else in fp32:
   encode  mean probe AUROC over the data set's binary attributes on codes encoded in the mode
 
 and the deltas against all-fp32 are checked against numerics.TOLERANCES
-(SSIM within 0.002, MSE within 2 %, AUROC within 0.005): PASS / FAIL. Scores
+(SSIM within 0.002, MSE within 2 %, AUROC within 0.005): PASS / FAIL. The
+train path (issue 21): bench train's loss and gradient in the mode against
+fp32 on the same batches, t and noise (loss within 1 %, gradient cosine >=
+0.99); `--run DIR` checks only that, on a trained run of any preset. Scores
 come from the tasks' own pure cores (reconstruction's score_reconstruction,
 linear_probe's fit_probe / mean_auroc).
 
@@ -33,6 +36,7 @@ from .models import load_model
 from .numerics import TOLERANCES, PathModes, apply_numeric_modes, get_mode, runs_natively
 from .perf import PeakMemory, machine_line
 from .train import TrainOptions, train_autoencoder
+from .train_step import BatchSource, StepSetup, make_loss_fn
 
 
 def _batched(fn, *xs: torch.Tensor, bs: int = 64) -> torch.Tensor:
@@ -52,6 +56,59 @@ def _probe_auroc(z_tr: torch.Tensor, y_tr: np.ndarray, z_te: torch.Tensor, y_te:
 
     probs = [fit_probe(z_tr.cpu().numpy(), y_tr[:, a], z_te.cpu().numpy()) for a in range(y_tr.shape[1])]
     return mean_auroc(y_te, probs)[0]
+
+
+def train_loss_agreement(model, data, mode: str, device: torch.device, batch_size: int = 64, n_batches: int = 4,
+                         seed: int = 0) -> dict:
+    """The training loss and its gradient in `mode` against fp32, on the same batches, t and noise.
+
+    Dropout off (eval mode) so that the two passes compute the same function;
+    the batches come from bench train's own BatchSource and loss (train_step).
+    Returns the largest relative loss difference and the smallest cosine
+    between the two gradients (all parameters the loss reaches, concatenated).
+    """
+    was_training = model.training
+    model.eval()
+    rel, cos = [], []
+    for b in range(n_batches):
+        got = {}
+        for m in ("fp32", mode):
+            setup = StepSetup(numeric_mode=m)
+            model.to(memory_format=torch.channels_last if get_mode(m).channels_last else torch.contiguous_format)
+            gen = torch.Generator().manual_seed(seed + b)
+            loss_fn = make_loss_fn(model, BatchSource(data, batch_size, device, gen, setup), gen, setup, device)
+            model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                loss = loss_fn()
+                loss.backward()
+            grads = [p.grad.flatten().double() for p in model.parameters() if p.grad is not None]
+            got[m] = (float(loss.detach()), torch.cat(grads))
+        rel.append(abs(got[mode][0] - got["fp32"][0]) / abs(got["fp32"][0]))
+        cos.append(float(torch.nn.functional.cosine_similarity(got[mode][1], got["fp32"][1], dim=0)))
+    model.zero_grad(set_to_none=True)
+    model.to(memory_format=torch.contiguous_format).train(was_training)
+    return {"mode": mode, "loss_rel_diff_max": max(rel), "grad_cosine_min": min(cos), "n_batches": n_batches,
+            "batch_size": batch_size,
+            "pass": max(rel) <= TOLERANCES["train_loss_rel"] and min(cos) >= TOLERANCES["train_grad_cos"]}
+
+
+def train_agreement_report(run_dir: str, modes: list[str], device: str = "auto", batch_size: int = 64,
+                           n_batches: int = 4) -> list[dict]:
+    """`bench perf --accuracy --run DIR`: train_loss_agreement of each mode on a trained run's EMA weights."""
+    dev = resolve_device(device)
+    model = load_model(run_dir, dev).requires_grad_(True)
+    dm = model.train_meta["dataset"]
+    data = load_dataset(dm["name"], "train", root=dm.get("root"), image_size=dm["image_shape"][-1], limit=4096)
+    print(machine_line(dev))
+    print(f"train path, {run_dir} (step {model.train_meta['step']}), {n_batches} batches of {batch_size}: "
+          f"tolerances loss within {TOLERANCES['train_loss_rel']:.0%}, gradient cosine >= {TOLERANCES['train_grad_cos']}")
+    rows = []
+    for name in modes:
+        r = train_loss_agreement(model, data, get_mode(name).name, dev, batch_size, n_batches)
+        rows.append(r)
+        print(f"train   {name:8s} max |dloss|/loss {r['loss_rel_diff_max']:.5f}  min grad cosine "
+              f"{r['grad_cosine_min']:.5f}  {'PASS' if r['pass'] else 'FAIL'}", flush=True)
+    return rows
 
 
 def train_tiny(out: Path, steps: int, device: str) -> None:
@@ -110,6 +167,13 @@ def accuracy(modes: list[str], device: str = "auto", steps: int = 300, n: int = 
                 auc_s = f"{d_auc:9.4f}" if path == "encode" else f"{'-':>9s}"
                 print(f"{path:7s} {name:8s} {ssim_s} {mse_s} {auc_s}  {'PASS' if ok else 'FAIL'}", flush=True)
         apply_numeric_modes(model, PathModes())
+        train16 = load_dataset("shapes", "train", image_size=16, limit=1024)
+        for name in modes:
+            r = train_loss_agreement(model.requires_grad_(True), train16, get_mode(name).name, dev)
+            rows.append({"path": "train", **r})
+            print(f"train   {name:8s} max |dloss|/loss {r['loss_rel_diff_max']:.5f}  min grad cosine "
+                  f"{r['grad_cosine_min']:.5f}  {'PASS' if r['pass'] else 'FAIL'}", flush=True)
+        model.requires_grad_(False).eval()
         slopes(model, x, dev)
     return rows
 

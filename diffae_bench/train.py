@@ -2,15 +2,16 @@
 
 One optimisation loop serves both stages: Adam(W), EMA with warm-up, progress
 bar with loss and images/s, atomic checkpoints every `ckpt_every` steps, clean
-stop on Ctrl-C (checkpoint, then exit; the same command resumes), and a hard
-stop on a non-finite loss that keeps the last good checkpoint.
+stop on Ctrl-C or at a wall-clock budget (checkpoint, then exit; the same
+command resumes), and a hard stop on a non-finite loss that keeps the last
+good checkpoint. The step itself and its GPU speed settings live in
+train_step.py; stage 1 also logs the high-t x0 diagnostic (x0_diagnostic.py).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -23,11 +24,14 @@ from tqdm import tqdm
 from .checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkpoint, load_state_strict, optimizer_from_tensors,
                          optimizer_to_tensors, save_checkpoint, split_prefix, to_jsonable)
 from .data import load_dataset
-from .device import resolve_device
-from .errors import BenchError, CheckpointError, TrainingDiverged
+from .device import describe_device, resolve_device
+from .errors import BenchError, CheckpointError
 from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, load_model
-from .numerics import autocast, get_mode, to_memory_format
+from .numerics import get_mode
 from .presets import PRESETS, TrainConfig
+from .train_step import (BatchSource, LossLog, device_flags, ema_update, make_generator, make_loss_fn,  # noqa: F401
+                         make_optimizer, optimisation_step, step_setup)
+from .x0_diagnostic import X0Diagnostic
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class TrainOptions:
     progress: bool = True  # show a progress bar
     numeric_mode: str = "fp32"  # network precision of the loss (diffae_bench.numerics); fp32 = the reference
     compile: bool = False  # torch.compile the loss: 1.09-1.18x on the tiny preset here after a 2-4 min compile, so opt-in
+    compile_mode: str = "default"  # with compile: default, reduce-overhead (CUDA graphs), max-autotune-no-cudagraphs
+    log_every: int | None = None  # steps between reads of the loss (progress, non-finite check); None: 1 on CPU, 50 on CUDA
+    diag_every: int = 500  # steps between high-t x0 checks (x0_diagnostic; also at the end); 0: off
+    max_seconds: float | None = None  # stop cleanly (checkpoint) after this much training wall time; None: run all steps
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -90,54 +98,57 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._old)
 
 
-@torch.no_grad()
-def ema_update(ema: torch.nn.Module, online: torch.nn.Module, decay: float, step: int) -> None:
-    # Warm-up (as in timm / many DDPM codes): early EMA tracks the online weights
-    # closely so that short runs evaluate something trained, not the init.
-    d = min(decay, (1 + step) / (10 + step))
-    ep = [p for p in ema.parameters()]
-    op = [p.detach() for p in online.parameters()]
-    torch._foreach_lerp_(ep, op, 1 - d)
-    for eb, ob in zip(ema.buffers(), online.buffers()):
-        eb.copy_(ob)
-
-
 def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.optim.Optimizer,
               ema: torch.nn.Module, online: torch.nn.Module, ema_decay: float, grad_clip: float,
               start: int, steps: int, batch_size: int, ckpt_every: int,
-              save: Callable[[int, float], None], desc: str, progress: bool) -> dict:
-    """The loop shared by both stages. Returns a summary (steps, losses, speed)."""
-    step, last_saved, loss_avg, first_loss = start, start, None, None
+              save: Callable[[int, float], None], desc: str, progress: bool, log_every: int = 1,
+              max_seconds: float | None = None, diagnose: Callable[[int], None] | None = None,
+              diag_every: int = 0) -> dict:
+    """The loop shared by both stages. Returns a summary (steps, losses, speed).
+
+    The loss is read on the host every `log_every` steps and before every
+    checkpoint (LossLog: the same running average and first bad step as a
+    per-step read), so a NaN stops the run before anything is saved.
+    """
+    if log_every < 1:
+        raise BenchError(f"log_every must be >= 1, got {log_every}")
+    step, last_saved, log = start, start, LossLog()
     t0 = time.perf_counter()
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress, mininterval=1.0, dynamic_ncols=True)
-    with _StopFlag() as flag:
-        while step < steps and not flag.stop:
-            loss = loss_fn()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                bar.close()
-                kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written"
-                raise TrainingDiverged(f"loss became {value} at step {step + 1}; stopped, {kept}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            opt.step()
-            ema_update(ema, online, ema_decay, step)
-            step += 1
-            first_loss = value if first_loss is None else first_loss
-            loss_avg = value if loss_avg is None else 0.98 * loss_avg + 0.02 * value
-            elapsed = time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_avg:.4f}", img_s=f"{(step - start) * batch_size / elapsed:.1f}", refresh=False)
-            if step % ckpt_every == 0 or step == steps:
-                save(step, loss_avg)
+
+    def flush():
+        read = log.flush(last_saved)
+        if read:
+            bar.update(read)
+            bar.set_postfix(loss=f"{log.avg:.4f}", img_s=f"{(step - start) * batch_size / (time.perf_counter() - t0):.1f}",
+                            refresh=False)
+
+    out_of_time = False
+    try:
+        with _StopFlag() as flag:
+            while step < steps and not flag.stop and not out_of_time:
+                log.add(step + 1, optimisation_step(loss_fn, params, opt, ema, online, ema_decay, grad_clip, step))
+                step += 1
+                out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+                at_save = step % ckpt_every == 0 or step == steps
+                if step % log_every == 0 or at_save or out_of_time:
+                    flush()
+                if at_save:
+                    save(step, log.avg)
+                    last_saved = step
+                if diagnose is not None and diag_every and (step % diag_every == 0 or step == steps):
+                    diagnose(step)
+            if step != last_saved:  # Ctrl-C or the time budget
+                flush()
+                save(step, log.avg if log.avg is not None else float("nan"))
                 last_saved = step
-        if flag.stop and step != last_saved:
-            save(step, loss_avg if loss_avg is not None else float("nan"))
-    bar.close()
+                if diagnose is not None and diag_every and step % diag_every:
+                    diagnose(step)
+    finally:
+        bar.close()
     elapsed = time.perf_counter() - t0
-    return {"step": step, "interrupted": step < steps, "first_loss": first_loss, "loss_ema": loss_avg,
+    return {"step": step, "interrupted": step < steps and not out_of_time, "out_of_time": out_of_time and step < steps,
+            "first_loss": log.first, "loss_ema": log.avg,
             "images_per_s": (step - start) * batch_size / elapsed if elapsed > 0 and step > start else None,
             "wall_s": elapsed}
 
@@ -153,6 +164,13 @@ def _dataset_meta(data, opts: TrainOptions) -> dict:
             "content_hash": data.content_hash(), "root": opts.data_root, "limit": opts.train_limit, "meta": data.meta}
 
 
+def _recipe_change(batch_size: int, lr: float, tc: TrainConfig) -> str | None:
+    """How the optimisation recipe differs from the preset's (None: it does not), for the manifest."""
+    parts = [f"{name} {mine:g} (preset {theirs:g})" for name, mine, theirs in
+             (("batch_size", batch_size, tc.batch_size), ("lr", lr, tc.lr)) if mine != theirs]
+    return ", ".join(parts) or None
+
+
 def train_autoencoder(opts: TrainOptions) -> dict:
     """Stage 1: fit the image model with L_simple; resumable."""
     check_options(opts)
@@ -164,22 +182,28 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     preset = preset.for_data(data.image_shape[0], image_size)
     tc = preset.train
     batch_size, lr = opts.batch_size or tc.batch_size, opts.lr or tc.lr
+    setup = step_setup(device, get_mode(opts.numeric_mode).name, opts.compile_mode if opts.compile else None)
+    log_every = opts.log_every or (50 if setup.on_device else 1)
     torch.manual_seed(opts.seed)
     model = kind.cls(kind.from_preset(preset)).to(device)
-    mode = get_mode(opts.numeric_mode)
-    if mode.channels_last:
+    if get_mode(setup.numeric_mode).channels_last:
         model = model.to(memory_format=torch.channels_last)
     # How the model was trained, for the manifest; not part of the run identity, so a
-    # run may be resumed in another mode (the latest is recorded).
-    numerics = {"mode": mode.name, "compile": opts.compile, "torch_threads": torch.get_num_threads()}
+    # run may be resumed in another mode or on another device (the latest is recorded).
+    numerics = {**setup.describe(), "log_every": log_every, "device": describe_device(device),
+                "torch_threads": torch.get_num_threads()}
     meta = {"model": kind.name, "model_config": to_jsonable(model.cfg), "preset": preset.name,
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
+            "recipe_change": _recipe_change(batch_size, lr, tc),
             "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics}
     params = [p for n, p in model.named_parameters() if not n.startswith(kind.latent_keys)] if kind.latent_keys \
         else list(model.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
+    opt = make_optimizer(params, lr, setup)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    gen = torch.Generator().manual_seed(opts.seed)
+    gen = make_generator(opts.seed, device, setup)
+    # The generator's state under its device's key: "rng" (CPU, as every earlier
+    # checkpoint has it) or "rng_cuda".
+    rng_key = "rng" if gen.device.type == "cpu" else f"rng_{gen.device.type}"
     out = Path(opts.out)
     ckpt = out / CHECKPOINT
     start = 0
@@ -191,42 +215,43 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         load_state_strict(model, split_prefix(tensors, "online"), f"checkpoint {ckpt}")
         load_state_strict(ema, split_prefix(tensors, "ema"), f"checkpoint {ckpt}")
         optimizer_from_tensors(opt, split_prefix(tensors, "optim"), old["optim_groups"])
-        gen.set_state(tensors["rng"])
         start = old["step"]
+        if rng_key in tensors:
+            gen.set_state(tensors[rng_key])
+        else:  # resumed on another kind of device: a fresh stream, seeded by (seed, step)
+            gen.manual_seed(opts.seed * 1_000_003 + start)
+            print(f"note: {ckpt.name} holds no {rng_key} state (trained on another device type); "
+                  f"batches and noise continue from a stream seeded by (seed, step)")
         print(f"resuming {out} from step {start}")
     elif out.exists() and any(out.iterdir()):
         raise CheckpointError(f"{out} exists and is not a resumable run directory; use another --out")
     atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
-    images = torch.from_numpy(data.images) if data.images is not None else None
     model.train()
-    loss_call = torch.compile(model.loss) if opts.compile else model.loss
-
-    def loss_fn():
-        # Batches are indexed from the in-memory uint8 tensor: ~1 ms, never the bottleneck.
-        idx = torch.randint(len(data), (batch_size,), generator=gen)
-        x = (images[idx] if images is not None else torch.from_numpy(data.uint8(idx.numpy())))
-        x = to_memory_format(x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0), mode.name)
-        with autocast(mode.name, device.type):
-            return loss_call(x, gen).float()
-
+    loss_fn = make_loss_fn(model, BatchSource(data, batch_size, device, gen, setup), gen, setup, device)
+    diag = X0Diagnostic(opts.dataset, opts.data_root, image_size, out, device) if opts.diag_every else None
     t_start = time.time()
 
     def save(step, loss_avg):
         opt_t, groups = optimizer_to_tensors(opt)
         tensors = {**{f"ema.{k}": v for k, v in ema.state_dict().items()},
                    **{f"online.{k}": v for k, v in model.state_dict().items()},
-                   **{f"optim.{k}": v for k, v in opt_t.items()}, "rng": gen.get_state()}
+                   **{f"optim.{k}": v for k, v in opt_t.items()}, rng_key: gen.get_state()}
         save_checkpoint(ckpt, tensors, {**meta, "step": step, "images_seen": step * batch_size,
                                         "loss_ema": loss_avg, "optim_groups": groups})
         with open(out / "train_log.jsonl", "a") as f:
             f.write(json.dumps({"stage": "autoencoder", "step": step, "loss_ema": loss_avg,
                                 "wall_s": round(time.time() - t_start, 2)}) + "\n")
 
-    summary = _optimise(loss_fn=loss_fn, params=params, opt=opt, ema=ema, online=model, ema_decay=tc.ema_decay,
-                        grad_clip=tc.grad_clip, start=start, steps=opts.steps, batch_size=batch_size,
-                        ckpt_every=opts.ckpt_every, save=save, desc=f"train {kind.name}/{preset.name}",
-                        progress=opts.progress)
-    return {**summary, "out": str(out), "checkpoint": str(ckpt)}
+    with device_flags(setup):
+        summary = _optimise(loss_fn=loss_fn, params=params, opt=opt, ema=ema, online=model, ema_decay=tc.ema_decay,
+                            grad_clip=tc.grad_clip, start=start, steps=opts.steps, batch_size=batch_size,
+                            ckpt_every=opts.ckpt_every, save=save, desc=f"train {kind.name}/{preset.name}",
+                            progress=opts.progress, log_every=log_every, max_seconds=opts.max_seconds,
+                            diagnose=(lambda step: diag(ema, step, step * batch_size)) if diag else None,
+                            diag_every=opts.diag_every)
+    x0_check = diag.last if diag else None
+    return {**summary, "out": str(out), "checkpoint": str(ckpt), "batch_size": batch_size, "x0_diagnostic": x0_check,
+            "x0_diagnostic_unavailable": diag.unavailable if diag else None}
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import signal
 import time
 from dataclasses import dataclass

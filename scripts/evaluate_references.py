@@ -11,7 +11,7 @@ rebuilds the leaderboard from them. On a GPU machine:
 
     python scripts/evaluate_references.py --out results/records --mnist-root .refdata/mnist
 
-`--smoke` runs a tiny version (two fast tasks, 16 images, T = 10) to test the script on a CPU.
+`--smoke` runs a tiny version (two fast tasks, 24 images, T = 10) to test the script on a CPU.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
 from diffae_bench.task import task_names  # noqa: E402
 
-SMOKE = ["--limit", "16", "--steps", "10", "--set", "linear_probe.x_T_steps=10", "--set", "linear_probe.few_shot_k=3"]
+SMOKE = ["--limit", "24", "--steps", "10", "--set", "linear_probe.x_T_steps=10", "--set", "linear_probe.few_shot_k=3"]
 
 
 def main() -> int:

@@ -163,7 +163,6 @@ def test_adhoc_variant_through_module_factory(trained_diffae, tmp_path):
     """How a researcher regression-tests a new variant without packaging it."""
     (tmp_path / "myvariant.py").write_text(textwrap.dedent(f"""
         from diffae_bench.models import load_model
-from diffae_bench.numerics import numerics_fingerprint
 
         def make():
             return load_model({str(trained_diffae['dir'])!r})

@@ -5,8 +5,8 @@ Conditioning (PROTOCOL, Diff-AE paper eq. 7, "AdaGN"): in every ResBlock
     h = GN(h) * (1 + t_s) + t_b          (t_s, t_b) = Linear(SiLU(t_emb))
     h = h * (1 + z_s)                    z_s = Linear(SiLU(z_sem))   (scale only)
 
-in every input, middle and output block. The last conv of each block and the
-output conv are zero-initialised (ADM), and ResBlocks do the up/down-sampling.
+in every input, middle and output block. The last conv of each decoder block and
+the output conv are zero-initialised (ADM), and ResBlocks do the up/down-sampling.
 With `z_dim=None` the same network is the plain DDIM baseline. A DMZ-style
 decoder instead feeds z as one key/value token into cross-attention at the
 attention resolutions (`z_mode="xattn"`), or adds it to the time embedding
@@ -61,7 +61,9 @@ class EncoderConfig:
     num_heads: int = 1  # attention heads
     dropout: float = 0.1  # dropout inside ResBlocks ("legacy" blocks only: the official encoder block has none)
     z_dim: int = 512  # output width d (512 in the paper)
-    head_channels_per_group: int = 16  # GroupNorm before pooling: channels a group (paper: 512 ch / 32 groups)
+    # GroupNorm before pooling: None = the official normalization(ch), 32 groups;
+    # k = k channels a group (the pre-parity patch for narrow heads; see head_norm)
+    head_channels_per_group: int | None = 16
     # "official": the Diff-AE encoder's ResBlock (BeatGANsEncoderModel, use_condition=False):
     # skip + GN -> SiLU -> 3x3 conv, default init, no dropout. "legacy": the decoder's
     # ResBlock without conditioning (second GN, dropout, zero-initialised conv), which
@@ -76,8 +78,8 @@ def norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, ch), ch)
 
 
-def head_norm(ch: int, channels_per_group: int) -> nn.GroupNorm:
-    """The encoder head's GroupNorm, keeping the paper's channels per group (16) in narrow encoders.
+def head_norm(ch: int, channels_per_group: int | None) -> nn.GroupNorm:
+    """The encoder head's GroupNorm: official (None: 32 groups), or k channels a group in narrow encoders.
 
     With 32 groups a 32-channel head has one channel a group: GroupNorm then
     removes every channel's spatial mean, and the globally pooled code that
@@ -86,6 +88,8 @@ def head_norm(ch: int, channels_per_group: int) -> nn.GroupNorm:
     decoder had not begun to use z after 400 training steps. The paper's
     512-channel head (32 groups of 16) is unchanged by this rule.
     """
+    if channels_per_group is None:
+        return norm(ch)
     groups = max(1, min(32, ch // channels_per_group))
     while ch % groups:
         groups -= 1
@@ -284,7 +288,9 @@ class SemanticEncoder(nn.Module):
     """z_sem = Enc(x0): the UNet's first half without time input, pooled to d.
 
     PROTOCOL: down path and middle block, then GN -> SiLU -> global average
-    pool -> 1x1 conv to d -> flatten. It sees the clean x0.
+    pool -> 1x1 conv to d -> flatten. It sees the clean x0. Its ResBlocks are
+    the official encoder's (EncoderResBlock), or the decoder's ResBlock
+    without conditioning for checkpoints that predate `res_block`.
     """
 
     def __init__(self, cfg: EncoderConfig):

@@ -117,7 +117,8 @@ def run_variant(name: str, overrides: dict, a, x_eval: torch.Tensor) -> dict:
         z0 = model.encoder(x_eval)
     out_dir = Path(a.out) / name
     summary = train_autoencoder(TrainOptions(
-        model="diffae", preset=preset_name, dataset=a.dataset, steps=a.steps, seed=a.seed, out=str(out_dir),
+        model="diffae", preset=preset_name, dataset=a.dataset, image_size=x_eval.shape[-1], steps=a.steps, seed=a.seed,
+        out=str(out_dir),
         ckpt_every=a.steps, device=a.device, progress=False))
     trained = load_model(out_dir, a.device)
     x_dev = x_eval.to(trained.device)
@@ -132,6 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--dataset", default="shapes")
+    ap.add_argument("--image-size", type=int, default=None, help="train and test resolution (default: the preset's)")
     ap.add_argument("--steps", type=int, default=900)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-eval", type=int, default=256, help="held-out (test split) images for the measurements")
@@ -143,7 +145,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    size = PRESETS.get(a.preset).image_size
+    size = a.image_size or PRESETS.get(a.preset).image_size
     x_eval = load_dataset(a.dataset, "test", image_size=size).tensor(np.arange(a.n_eval))
     results = {}
     for spec in a.variant:
@@ -153,7 +155,7 @@ def main() -> None:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in vars(a).items() if k != "variant"}
     (Path(a.out) / "results.json").write_text(json.dumps({"args": meta, "variants": results}, indent=2))
-    print(f"\n{a.preset}/{a.dataset}, {a.steps} steps, seed {a.seed}, {a.n_eval} test images "
+    print(f"\n{a.preset}/{a.dataset} at {size} px, {a.steps} steps, seed {a.seed}, {a.n_eval} test images "
           f"(gap = L(shuffled z) / L(own z) - 1, 95 % CI)\n")
     print("| variant | enc params | z spread init | z spread trained | " + " | ".join(f"gap t={t}" for t in a.t) + " | img/s |")
     print("|---" * (5 + len(a.t)) + "|")

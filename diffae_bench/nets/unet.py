@@ -61,8 +61,9 @@ class EncoderConfig:
     num_heads: int = 1  # attention heads
     dropout: float = 0.1  # dropout inside ResBlocks ("legacy" blocks only: the official encoder block has none)
     z_dim: int = 512  # output width d (512 in the paper)
-    # GroupNorm before pooling: None = the official normalization(ch), 32 groups;
-    # k = k channels a group (the pre-parity patch for narrow heads; see head_norm)
+    # GroupNorm before pooling: k channels a group (16: the paper's 512-ch head has 32
+    # groups of 16; kept for narrow heads by measurement, see head_norm); None = the
+    # official normalization(ch), 32 groups at any width
     head_channels_per_group: int | None = 16
     # "official": the Diff-AE encoder's ResBlock (BeatGANsEncoderModel, use_condition=False):
     # skip + GN -> SiLU -> 3x3 conv, default init, no dropout. "legacy": the decoder's

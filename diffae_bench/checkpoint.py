@@ -38,13 +38,19 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def from_dict(cls: type, data: dict) -> Any:
-    """Rebuild a (nested, frozen) dataclass from `to_jsonable` output; unknown keys are an error."""
+    """Rebuild a (nested, frozen) dataclass from `to_jsonable` output; unknown keys are an error.
+
+    A field added after checkpoints were written takes, when the stored config
+    lacks it, the value in the class's `ABSENT_FIELD_VALUES` (the one that
+    rebuilds the network those checkpoints were trained with), not its default
+    (which is what new models get).
+    """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
         raise CheckpointError(f"config for {cls.__name__} has unknown fields {sorted(unknown)}")
-    kwargs = {}
+    kwargs = {k: v for k, v in getattr(cls, "ABSENT_FIELD_VALUES", {}).items() if k not in data}
     for name, value in data.items():
         tp = hints[name]
         origin = typing.get_origin(tp)

@@ -52,7 +52,8 @@ PRESETS: Registry[Preset] = Registry("preset")
 PRESETS.add("tiny", Preset(
     name="tiny",
     image_size=32,
-    unet=UNetConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), dropout=0.0, z_dim=32),
+    unet=UNetConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(16,), dropout=0.0, z_dim=32,
+                    embed_channels=64),
     encoder=EncoderConfig(base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0, z_dim=32),
     latent=LatentMLPConfig(z_dim=32, num_layers=3, hidden=128),
     train=TrainConfig(batch_size=32, lr=2e-3, ema_decay=0.99, latent_batch_size=128, latent_lr=1e-3, latent_ema_decay=0.99),
@@ -61,7 +62,8 @@ PRESETS.add("tiny", Preset(
 PRESETS.add("small", Preset(
     name="small",
     image_size=32,
-    unet=UNetConfig(base_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, z_dim=128),
+    unet=UNetConfig(base_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, z_dim=128,
+                    embed_channels=128),
     encoder=EncoderConfig(base_channels=32, channel_mult=(1, 2, 2, 2, 2), num_res_blocks=1, attn_resolutions=(16,), dropout=0.1, z_dim=128),
     latent=LatentMLPConfig(z_dim=128, num_layers=6, hidden=512),
     train=TrainConfig(batch_size=64, lr=2e-4, ema_decay=0.999, latent_batch_size=256, latent_lr=3e-4),
@@ -71,8 +73,10 @@ PRESETS.add("small", Preset(
 PRESETS.add("paper64", Preset(
     name="paper64",
     image_size=64,
-    unet=UNetConfig(base_channels=64, channel_mult=(1, 2, 4, 8), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, z_dim=512),
-    encoder=EncoderConfig(base_channels=64, channel_mult=(1, 2, 4, 8, 8), num_res_blocks=2, attn_resolutions=(16,), dropout=0.1, z_dim=512),
+    unet=UNetConfig(image_size=64, base_channels=64, channel_mult=(1, 2, 4, 8), num_res_blocks=2, attn_resolutions=(16,),
+                    dropout=0.1, z_dim=512, embed_channels=512),
+    encoder=EncoderConfig(image_size=64, base_channels=64, channel_mult=(1, 2, 4, 8, 8), num_res_blocks=2, attn_resolutions=(16,),
+                          dropout=0.1, z_dim=512),
     latent=LatentMLPConfig(z_dim=512, num_layers=10, hidden=2048),
     train=TrainConfig(batch_size=128, lr=1e-4, ema_decay=0.9999, latent_batch_size=512, latent_lr=1e-4, latent_weight_decay=0.01, latent_ema_decay=0.9999),
 ))

@@ -287,9 +287,7 @@ def train_latent(opts: TrainOptions) -> dict:
     z = encode_dataset(model, data).to(device)
     model.fit_latent_stats(z)
     torch.manual_seed(opts.seed)
-    for m in model.latent_net.modules():  # fresh init for the latent net, seeded
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+    model.latent_net.reset_parameters()  # fresh init for the latent net, seeded
     net = model.latent_net.train().requires_grad_(True)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tc.latent_weight_decay)

@@ -146,7 +146,9 @@ def test_dmz_encoder_gets_gradients_through_the_relaxed_sample(trained_dmz, shap
     trained_dmz.loss(shapes16[:32], torch.Generator().manual_seed(0)).backward()
     grad = torch.sqrt(sum((p.grad ** 2).sum() for p in trained_dmz.encoder.parameters() if p.grad is not None))
     trained_dmz.zero_grad(set_to_none=True)
-    assert grad > 1e-4
+    # Exactly 0 at init; after these 100 steps 1e-5 to 2e-4 by seed, with the old and the official
+    # encoder block alike (z is one key among 257 in the attention: issue 15 part 2).
+    assert grad > 1e-6
 
 
 @pytest.mark.slow  # trains the shared DMZ model (trained_dmz)

@@ -5,8 +5,8 @@ Conditioning (PROTOCOL, Diff-AE paper eq. 7, "AdaGN"): in every ResBlock
     h = GN(h) * (1 + t_s) + t_b          (t_s, t_b) = Linear(SiLU(t_emb))
     h = h * (1 + z_s)                    z_s = Linear(SiLU(z_sem))   (scale only)
 
-in every input, middle and output block. The last conv of each block and the
-output conv are zero-initialised (ADM), and ResBlocks do the up/down-sampling.
+in every input, middle and output block. The last conv of each decoder block and
+the output conv are zero-initialised (ADM), and ResBlocks do the up/down-sampling.
 With `z_dim=None` the same network is the plain DDIM baseline. A DMZ-style
 decoder instead feeds z as one key/value token into cross-attention at the
 attention resolutions (`z_mode="xattn"`), or adds it to the time embedding
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from torch import nn
 from ..diffusion import timestep_embedding
 
 Z_MODES = ("adagn", "xattn", "temb")
+ENCODER_BLOCKS = ("official", "legacy")  # see EncoderConfig.res_block
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,13 @@ class UNetConfig:
     dropout: float = 0.1  # dropout inside ResBlocks
     z_dim: int | None = 512  # semantic latent width; None = unconditional DDIM
     z_mode: str = "adagn"  # how z enters: adagn (Diff-AE), xattn / temb (DMZ-style)
+    # Time-embedding width. The official Diff-AE sets embed_channels = 512 at
+    # every resolution (BeatGANsUNetConfig / TrainConfig.net_beatgans_embed_channels);
+    # None = 4 x base_channels, the ADM rule that checkpoints written before this
+    # field was added were trained with (so a stored config without it gets None).
+    embed_channels: int | None = 512
+
+    ABSENT_FIELD_VALUES: ClassVar[dict] = {"embed_channels": None}
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,19 @@ class EncoderConfig:
     num_res_blocks: int = 2  # ResBlocks per level
     attn_resolutions: tuple[int, ...] = (16,)  # feature-map sizes with self-attention
     num_heads: int = 1  # attention heads
-    dropout: float = 0.1  # dropout inside ResBlocks
+    dropout: float = 0.1  # dropout inside ResBlocks ("legacy" blocks only: the official encoder block has none)
     z_dim: int = 512  # output width d (512 in the paper)
-    head_channels_per_group: int = 16  # GroupNorm before pooling: channels a group (paper: 512 ch / 32 groups)
+    # GroupNorm before pooling: k channels a group (16: the paper's 512-ch head has 32
+    # groups of 16; kept for narrow heads by measurement, see head_norm); None = the
+    # official normalization(ch), 32 groups at any width
+    head_channels_per_group: int | None = 16
+    # "official": the Diff-AE encoder's ResBlock (BeatGANsEncoderModel, use_condition=False):
+    # skip + GN -> SiLU -> 3x3 conv, default init, no dropout. "legacy": the decoder's
+    # ResBlock without conditioning (second GN, dropout, zero-initialised conv), which
+    # checkpoints written before this field was added were trained with.
+    res_block: str = "official"
+
+    ABSENT_FIELD_VALUES: ClassVar[dict] = {"res_block": "legacy"}
 
 
 def norm(ch: int) -> nn.GroupNorm:
@@ -60,16 +79,20 @@ def norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, ch), ch)
 
 
-def head_norm(ch: int, channels_per_group: int) -> nn.GroupNorm:
-    """The encoder head's GroupNorm, keeping the paper's channels per group (16) in narrow encoders.
+def head_norm(ch: int, channels_per_group: int | None) -> nn.GroupNorm:
+    """The encoder head's GroupNorm: official (None: 32 groups), or k channels a group in narrow encoders.
 
     With 32 groups a 32-channel head has one channel a group: GroupNorm then
     removes every channel's spatial mean, and the globally pooled code that
-    follows is almost the same for every image. Measured on the tiny preset at
-    init: z varied across images by 0.01 against a mean |z| of 0.2, and the
-    decoder had not begun to use z after 400 training steps. The paper's
-    512-channel head (32 groups of 16) is unchanged by this rule.
+    follows is almost the same for every image. Re-measured with the official
+    encoder block (scripts/encoder_ab.py; README "Departures"), the decoder's
+    loss gap between shuffled and own z at t = 300 with GroupNorm(32) against
+    16 channels a group: tiny (32-ch head, 900 steps) +0.03 vs +0.14, small
+    (64-ch head, 2,000 steps) +0.37 vs +0.91. The paper's 512-channel head
+    (32 groups of 16) is the same under both rules.
     """
+    if channels_per_group is None:
+        return norm(ch)
     groups = max(1, min(32, ch // channels_per_group))
     while ch % groups:
         groups -= 1
@@ -117,6 +140,31 @@ class ResBlock(nn.Module):
             h = h * (1 + self.z_scale(z)[..., None, None])
         h = self.out_conv(self.dropout(F.silu(h)))
         return self.skip(x) + h
+
+
+class EncoderResBlock(nn.Module):
+    """The official semantic encoder's ResBlock: skip path plus `in_layers` only.
+
+    Diff-AE's BeatGANsEncoderModel builds its ResBlocks with use_condition=False,
+    which skips the whole `if conf.use_condition:` branch of model/blocks.py:
+    no out_layers (second GroupNorm, dropout, zero-initialised conv) and no
+    conditioning. What is left is x -> skip(x) + conv3x3(SiLU(GN(x))), resampled
+    between the activation and the conv like the decoder's up/down blocks; the
+    conv keeps PyTorch's default initialisation.
+    """
+
+    def __init__(self, ch: int, out_ch: int, down: bool = False):
+        super().__init__()
+        self.in_norm = norm(ch)
+        self.in_conv = nn.Conv2d(ch, out_ch, 3, padding=1)
+        self.down = down
+        self.skip = nn.Identity() if ch == out_ch else nn.Conv2d(ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.silu(self.in_norm(x))
+        if self.down:
+            h, x = F.avg_pool2d(h, 2), F.avg_pool2d(x, 2)
+        return self.skip(x) + self.in_conv(h)
 
 
 class AttentionBlock(nn.Module):
@@ -178,7 +226,7 @@ class UNet(nn.Module):
             raise ValueError(f"z_mode must be one of {Z_MODES}")
         self.cfg = cfg
         ch0 = cfg.base_channels
-        emb_dim = 4 * ch0
+        emb_dim = cfg.embed_channels or 4 * ch0
         self.time_embed = nn.Sequential(nn.Linear(ch0, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         zd = cfg.z_dim
         # Which modules see z, by z_mode (AdaGN everywhere, or attention only, or t_emb).
@@ -243,17 +291,24 @@ class SemanticEncoder(nn.Module):
     """z_sem = Enc(x0): the UNet's first half without time input, pooled to d.
 
     PROTOCOL: down path and middle block, then GN -> SiLU -> global average
-    pool -> 1x1 conv to d -> flatten. It sees the clean x0.
+    pool -> 1x1 conv to d -> flatten. It sees the clean x0. Its ResBlocks are
+    the official encoder's (EncoderResBlock), or the decoder's ResBlock
+    without conditioning for checkpoints that predate `res_block`.
     """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         check_image_size(cfg.image_size, len(cfg.channel_mult), "semantic encoder")
+        if cfg.res_block not in ENCODER_BLOCKS:
+            raise ValueError(f"res_block must be one of {ENCODER_BLOCKS}")
         self.cfg = cfg
         ch0 = cfg.base_channels
 
         def block(ch_in, ch_out, attn, **updown):
-            res = ResBlock(ch_in, ch_out, None, None, cfg.dropout, **updown)
+            if cfg.res_block == "official":
+                res = EncoderResBlock(ch_in, ch_out, **updown)
+            else:
+                res = ResBlock(ch_in, ch_out, None, None, cfg.dropout, **updown)
             return Block(res, AttentionBlock(ch_out, cfg.num_heads) if attn else None)
 
         self.conv_in = nn.Conv2d(cfg.in_channels, ch0, 3, padding=1)

@@ -269,13 +269,17 @@ def test_cache_keys_hold_the_suites_code_libraries_and_weights(tmp_path, monkeyp
 
 
 def test_samples_and_noise_do_not_depend_on_batch_size_or_n(trained_diffae, tmp_path):
+    """The random draws are identical; the network's arithmetic may round differently when a kernel picks another
+    algorithm for another batch shape, so samples agree to float noise (bit for bit where the shapes match)."""
     model = load_model(trained_diffae["dir"])
     ctx = lambda bs: EvalContext(model=model, dataset_name="shapes", batch_size=bs, cache=Cache(enabled=False),
                                  progress=False)
+    assert torch.equal(ctx(8).noise(12, "s")[:5], ctx(64).noise(5, "s"))  # image i's x_T whatever n or batch
     a, b = ctx(8).samples(12, 5, 5), ctx(64).samples(12, 5, 5)
-    assert torch.equal(a, b)
-    assert torch.equal(ctx(4).samples(5, 5, 5), a[:5])  # sample i is the same whatever n
-    assert torch.equal(ctx(8).noise(12, "s")[:5], ctx(64).noise(5, "s"))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ctx(4).samples(5, 5, 5), a[:5], rtol=0, atol=1e-5)  # sample i whatever n
+    other_seed = EvalContext(model=model, dataset_name="shapes", seed=1, cache=Cache(enabled=False), progress=False)
+    assert (other_seed.samples(5, 5, 5) - a[:5]).abs().max() > 0.1  # other draws are other images, not float noise
 
 
 @pytest.mark.parametrize("model", ["diffae", "ddim"])
@@ -290,4 +294,7 @@ def test_records_do_not_depend_on_batch_size(trained_diffae, trained_ddim, tmp_p
         assert r.returncode == 0, r.stderr
         values.append({(name, m["key"]): (m["value"], m["ci_low"], m["ci_high"])
                        for name, rec in records_in(out).items() for m in rec["metrics"]})
-    assert values[0].keys() == values[1].keys() and values[0] == values[1]
+    assert values[0].keys() == values[1].keys()
+    for key, triple in values[0].items():  # the same numbers up to float rounding of the network's kernels
+        for a, b in zip(triple, values[1][key]):
+            assert (a is None and b is None) or a == pytest.approx(b, rel=1e-5, abs=1e-6, nan_ok=True), key

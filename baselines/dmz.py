@@ -5,14 +5,22 @@ What PROTOCOL ("DMZ-style Bernoulli-latent variant") and
 
 - Encoder: Diff-AE's `SemanticEncoder` with z_dim = d, read as logits of d
   independent binary latents (paper: 64 bits on CelebA-64, 16 on CIFAR-10).
+  `logit_norm="batch"` (the default since issue 15; a departure: PROTOCOL has
+  no such layer) standardises each logit with BatchNorm1d (batch statistics in
+  training, running ones at evaluation). Without it a bit's sign is its bias:
+  the logits differ across images by ~0.02 against logistic noise of std
+  pi / sqrt(3) = 1.8, and every image got the same code (README, "Departures").
+  Centred logits give each bit both values across images, as the Bernoulli(0.5)
+  prior assumes; the affine scale lets training outgrow the noise.
 - Training: Gumbel-softmax relaxed samples with tau = 1. For two classes
   (logits l and 0) Gumbel-softmax is the binary concrete / relaxed Bernoulli,
   since the difference of two Gumbel(0, 1) variables is Logistic(0, 1):
       b~ = sigmoid((l + log u - log(1 - u)) / tau),   u ~ U(0, 1).
   `code_sample` picks what the decoder sees in training: b~ itself
-  ("relaxed", PROTOCOL) or the hard sample 1[b~ > 1/2] with the gradient of
-  b~ ("straight_through"). No KL or prior term: the loss is L_simple alone,
-  so the encoder learns only through the sample.
+  ("relaxed", PROTOCOL, the default) or the hard sample 1[b~ > 1/2] with the
+  gradient of b~ ("straight_through"; measured no better, README). No KL or
+  prior term: the loss is L_simple alone, so the encoder learns only through
+  the sample.
 - Evaluation: hard bits b = 1[l > 0] (= 1[sigmoid(l) > 0.5]). `encode()` gives
   them and the decoder is conditioned on them; `decode()` takes whatever code
   it is handed (hard bits, or soft codes on a lerp path).
@@ -22,8 +30,10 @@ What PROTOCOL ("DMZ-style Bernoulli-latent variant") and
   added to the time embedding (`z_mode="temb"`, the AdaGN-style ablation).
   `z_mode="xattn"` is the form before issue 15 (z one extra key/value token
   beside the pixels inside the self-attention, where it got ~0.4 % of the
-  attention at init and the code collapsed): checkpoints store their z_mode,
-  so the ones trained with it keep it.
+  attention at init and the decoder ignored the code): checkpoints store their
+  z_mode, so the ones trained with it keep it. DMZConfig's defaults are that
+  first form (a checkpoint without a later field is read with its default);
+  `dmz_config_from_preset` gives the current design.
 - Generation needs no latent model. Priors (`model.prior`, or the `prior=`
   argument of `sample_latent`): "bernoulli" i.i.d. Bernoulli(0.5) (default),
   "empirical" independent bits with the training codes' per-bit frequencies,
@@ -59,14 +69,16 @@ MAX_BITS = 64  # the paper's largest code (CelebA-64); see dmz_config_from_prese
 
 @dataclass(frozen=True)
 class DMZConfig:
-    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn_code")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
+    # The defaults are the model as first committed (pre-issue 15): a checkpoint written before a
+    # field existed is read with that field's default, so it keeps its behaviour. New trainings
+    # take the current design from dmz_config_from_preset (xattn_code, relaxed, batch).
+    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
     encoder: EncoderConfig = EncoderConfig(z_dim=64)  # logits of the bits; z_dim = n_bits
     n_bits: int = 64  # d binary latents (paper: 64 on CelebA-64, 16 on CIFAR-10)
     tau: float = 1.0  # Gumbel-softmax temperature in training (paper: 1)
-    z_mode: str = "xattn_code"  # how z enters the decoder: xattn_code (DMZ), temb (ablation), xattn (pre-issue-15)
-    # Default "relaxed": the training of checkpoints written before this field existed.
+    z_mode: str = "xattn"  # how z enters the decoder: xattn_code (DMZ), temb (ablation), xattn (pre-issue 15)
     code_sample: str = "relaxed"  # training code: relaxed (PROTOCOL) or straight_through (hard forward)
-    logit_norm: str = "none"  # none (pre-issue-15), or batch: BatchNorm1d on the logits (balanced bits)
+    logit_norm: str = "none"  # none (pre-issue 15), or batch: BatchNorm1d on the logits (see module doc)
 
     def __post_init__(self):
         # One source of truth would be nicer, but the UNet and encoder configs
@@ -88,7 +100,7 @@ class DMZConfig:
 
 
 def dmz_config_from_preset(preset: Preset, n_bits: int | None = None, z_mode: str = "xattn_code",
-                           tau: float = 1.0, code_sample: str = "relaxed", logit_norm: str = "none") -> DMZConfig:
+                           tau: float = 1.0, code_sample: str = "relaxed", logit_norm: str = "batch") -> DMZConfig:
     """A preset's decoder and encoder, sized for d bits.
 
     The preset's encoder.z_dim is sized for a continuous Diff-AE code, far

@@ -18,20 +18,23 @@ shows here without any sampling. Where two images share a code (a collapsed
 binary code), swapping them changes nothing: the record's extra says how often
 the shuffled code equals the own one.
 
-The noise is drawn per image from a generator seeded by (seed, split, image
-index), so the numbers do not depend on the batch size or the device. Models
-without a semantic code get a note and no values.
+The noise is drawn per image from its own stream (seed, "z_usage", split,
+image index; diffae_bench.rng), so the numbers do not depend on the batch size,
+on n or on the device. The decoder is the model's predict_eps, in float32
+whatever the decode path's numeric mode (the bf16 default on CUDA was
+accuracy-checked for sampling, not for loss gaps). Models without a semantic
+code get a note and no values.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from diffae_bench import diffusion as D
+from diffae_bench import rng
 from diffae_bench.stats import percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult, register
 
@@ -53,15 +56,6 @@ def fixed_derangement(n: int, seed: int) -> np.ndarray:
         j = int(rng.integers(0, i))  # j < i (Sattolo; j <= i would be Fisher-Yates)
         perm[i], perm[j] = perm[j], perm[i]
     return perm
-
-
-def per_image_noise(n: int, n_t: int, image_shape: tuple[int, ...], seed: int, stream: str) -> torch.Tensor:
-    """(n, n_t, *image_shape) standard normal noise; row i depends only on (seed, stream, i)."""
-    out = torch.empty((n, n_t, *image_shape))
-    for i in range(n):
-        key = int(hashlib.sha256(f"{seed}/{stream}/{i}".encode()).hexdigest()[:8], 16)
-        out[i] = torch.randn((n_t, *image_shape), generator=torch.Generator().manual_seed(key))
-    return out
 
 
 def score_z_usage(own: np.ndarray, shuffled: np.ndarray, seed: int = 0) -> dict:
@@ -121,17 +115,23 @@ class ZUsage(Task):
         n = ctx.n_images(cfg.split, cfg.n_images, minimum=2)
         x0, z = ctx.images(cfg.split, n), ctx.z(cfg.split, n)
         perm = torch.from_numpy(fixed_derangement(n, ctx.seed))
-        eps = per_image_noise(n, len(cfg.t_values), model.image_shape, ctx.seed, f"z_usage/{cfg.split}")
+        eps = rng.StackedGenerator.for_items(0, n, ctx.seed, "z_usage", cfg.split).randn(
+            (n, len(cfg.t_values), *model.image_shape))
         alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas()))
         own, shuffled = np.zeros((n, len(cfg.t_values))), np.zeros((n, len(cfg.t_values)))
 
+        @torch.no_grad()
         def loss(x_t, t, code, noise):  # per-image L_simple: mean over C, H, W of the squared eps error
             return (model.predict_eps(x_t, t, code).float() - noise.float()).pow(2).flatten(1).mean(1)
 
         for j, t_value in enumerate(cfg.t_values):
             t = torch.full((n,), t_value, dtype=torch.long)
             x_t = D.q_sample(x0, t, eps[:, j], alpha_bar)
-            own[:, j] = ctx.batched(f"own z t={t_value}", n, loss, x_t, t, z, eps[:, j]).numpy()
+            try:
+                own[:, j] = ctx.batched(f"own z t={t_value}", n, loss, x_t, t, z, eps[:, j]).numpy()
+            except NotImplementedError as e:  # the interface's predict_eps is optional for plugins
+                res.notes.append(f"no z_usage: {e} (predict_eps), which the denoising loss needs")
+                return res
             shuffled[:, j] = ctx.batched(f"shuffled z t={t_value}", n, loss, x_t, t, z[perm], eps[:, j]).numpy()
         scores = score_z_usage(own, shuffled, seed=ctx.seed)
         for j, t_value in enumerate(cfg.t_values):

@@ -19,8 +19,8 @@ binary code), swapping them changes nothing: the record's extra says how often
 the shuffled code equals the own one.
 
 The noise is drawn per image from its own stream (seed, "z_usage", split,
-image index; diffae_bench.rng), so the numbers do not depend on the batch size,
-on n or on the device. The decoder is the model's predict_eps, in float32
+image index; diffae_bench.rng), so image i's noise does not depend on the batch
+size, on n or on the device. The decoder is the model's predict_eps, in float32
 whatever the decode path's numeric mode (the bf16 default on CUDA was
 accuracy-checked for sampling, not for loss gaps). Models without a semantic
 code get a note and no values.
@@ -35,6 +35,7 @@ import torch
 
 from diffae_bench import diffusion as D
 from diffae_bench import rng
+from diffae_bench.errors import BenchError
 from diffae_bench.stats import percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult, register
 
@@ -51,9 +52,9 @@ def fixed_derangement(n: int, seed: int) -> np.ndarray:
     if n < 2:
         raise ValueError(f"a derangement needs n >= 2, got {n}")
     perm = np.arange(n)
-    rng = np.random.default_rng(seed)
+    gen = np.random.default_rng(seed)
     for i in range(n - 1, 0, -1):
-        j = int(rng.integers(0, i))  # j < i (Sattolo; j <= i would be Fisher-Yates)
+        j = int(gen.integers(0, i))  # j < i (Sattolo; j <= i would be Fisher-Yates)
         perm[i], perm[j] = perm[j], perm[i]
     return perm
 
@@ -111,7 +112,7 @@ class ZUsage(Task):
             return res
         bad = [t for t in cfg.t_values if not 0 <= t < D.T_TRAIN]
         if bad or not cfg.t_values:
-            raise ValueError(f"t_values must be non-empty integers in [0, {D.T_TRAIN}), got {cfg.t_values}")
+            raise BenchError(f"z_usage t_values must be non-empty integers in [0, {D.T_TRAIN}), got {cfg.t_values}")
         n = ctx.n_images(cfg.split, cfg.n_images, minimum=2)
         x0, z = ctx.images(cfg.split, n), ctx.z(cfg.split, n)
         perm = torch.from_numpy(fixed_derangement(n, ctx.seed))

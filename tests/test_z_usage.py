@@ -14,6 +14,7 @@ from scipy.stats import bootstrap
 from diffae_bench import diffusion as D
 from diffae_bench.cache import Cache
 from diffae_bench.context import EvalContext
+from diffae_bench.errors import BenchError
 from diffae_bench.interface import DiffusionAutoencoder
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
@@ -141,6 +142,12 @@ def test_the_losses_do_not_depend_on_batch_size(tmp_path):
     a, b = values(16), values(5)  # one batch, or three uneven ones: the noise is drawn per image (diffae_bench.rng)
     for key in ("gap/t=300", "loss_own/t=300", "loss_shuffled/t=300"):
         assert a[key].value == pytest.approx(b[key].value, rel=1e-6)
+
+
+def test_t_outside_the_training_steps_is_refused(tmp_path):
+    for bad in ((1000,), (-1, 500), ()):
+        with pytest.raises(BenchError, match="t_values"):
+            _run(_Oracle(trust=0.5), tmp_path, n_images=4, t_values=bad)
 
 
 def test_a_model_without_a_code_gets_a_note_not_zeros(tmp_path):

@@ -31,9 +31,8 @@ What PROTOCOL ("DMZ-style Bernoulli-latent variant") and
   `z_mode="xattn"` is the form before issue 15 (z one extra key/value token
   beside the pixels inside the self-attention, where it got ~0.4 % of the
   attention at init and the decoder ignored the code): checkpoints store their
-  z_mode, so the ones trained with it keep it. DMZConfig's defaults are that
-  first form (a checkpoint without a later field is read with its default);
-  `dmz_config_from_preset` gives the current design.
+  z_mode, so the ones trained with it keep it (and a stored config without
+  `logit_norm` is read as "none": DMZConfig.ABSENT_FIELD_VALUES).
 - Generation needs no latent model. Priors (`model.prior`, or the `prior=`
   argument of `sample_latent`): "bernoulli" i.i.d. Bernoulli(0.5) (default),
   "empirical" independent bits with the training codes' per-bit frequencies,
@@ -47,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -69,16 +69,17 @@ MAX_BITS = 64  # the paper's largest code (CelebA-64); see dmz_config_from_prese
 
 @dataclass(frozen=True)
 class DMZConfig:
-    # The defaults are the model as first committed (pre-issue 15): a checkpoint written before a
-    # field existed is read with that field's default, so it keeps its behaviour. New trainings
-    # take the current design from dmz_config_from_preset (xattn_code, relaxed, batch).
-    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
+    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn_code")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
     encoder: EncoderConfig = EncoderConfig(z_dim=64)  # logits of the bits; z_dim = n_bits
     n_bits: int = 64  # d binary latents (paper: 64 on CelebA-64, 16 on CIFAR-10)
     tau: float = 1.0  # Gumbel-softmax temperature in training (paper: 1)
-    z_mode: str = "xattn"  # how z enters the decoder: xattn_code (DMZ), temb (ablation), xattn (pre-issue 15)
+    z_mode: str = "xattn_code"  # how z enters the decoder: xattn_code (DMZ), temb (ablation), xattn (pre-issue 15)
     code_sample: str = "relaxed"  # training code: relaxed (PROTOCOL) or straight_through (hard forward)
-    logit_norm: str = "none"  # none (pre-issue 15), or batch: BatchNorm1d on the logits (see module doc)
+    logit_norm: str = "batch"  # batch: BatchNorm1d on the logits (see module doc); none (pre-issue 15)
+
+    # Checkpoints written before issue 15 have no logit_norm (and store z_mode "xattn"):
+    # they are rebuilt without the layer (checkpoint.from_dict), as they were trained.
+    ABSENT_FIELD_VALUES: ClassVar[dict] = {"logit_norm": "none"}
 
     def __post_init__(self):
         # One source of truth would be nicer, but the UNet and encoder configs

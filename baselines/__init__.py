@@ -31,6 +31,6 @@ if "dmz" not in MODELS:
         name="dmz",
         cls=DMZ,
         config_cls=DMZConfig,
-        from_preset=dmz_config_from_preset,  # n_bits = min(64, preset.encoder.z_dim), z_mode = xattn
-        description="DMZ-style: binary latents (Gumbel-softmax, tau 1), cross-attention decoder, Bernoulli(0.5) prior",
+        from_preset=dmz_config_from_preset,  # n_bits = min(64, preset.encoder.z_dim), xattn_code, relaxed, batch
+        description="DMZ-style: binary latents (Gumbel-softmax, tau 1), cross-attention to the code, Bernoulli(0.5) prior",
     ))

@@ -5,19 +5,34 @@ What PROTOCOL ("DMZ-style Bernoulli-latent variant") and
 
 - Encoder: Diff-AE's `SemanticEncoder` with z_dim = d, read as logits of d
   independent binary latents (paper: 64 bits on CelebA-64, 16 on CIFAR-10).
+  `logit_norm="batch"` (the default since issue 15; a departure: PROTOCOL has
+  no such layer) standardises each logit with BatchNorm1d (batch statistics in
+  training, running ones at evaluation). Without it a bit's sign is its bias:
+  the logits differ across images by ~0.02 against logistic noise of std
+  pi / sqrt(3) = 1.8, and every image got the same code (README, "Departures").
+  Centred logits give each bit both values across images, as the Bernoulli(0.5)
+  prior assumes; the affine scale lets training outgrow the noise.
 - Training: Gumbel-softmax relaxed samples with tau = 1. For two classes
   (logits l and 0) Gumbel-softmax is the binary concrete / relaxed Bernoulli,
   since the difference of two Gumbel(0, 1) variables is Logistic(0, 1):
       b~ = sigmoid((l + log u - log(1 - u)) / tau),   u ~ U(0, 1).
-  No straight-through estimator, and no KL or prior term: the loss is L_simple
-  alone, so the encoder learns only through the relaxed sample.
+  `code_sample` picks what the decoder sees in training: b~ itself
+  ("relaxed", PROTOCOL, the default) or the hard sample 1[b~ > 1/2] with the
+  gradient of b~ ("straight_through"; measured no better, README). No KL or
+  prior term: the loss is L_simple alone, so the encoder learns only through
+  the sample.
 - Evaluation: hard bits b = 1[l > 0] (= 1[sigmoid(l) > 0.5]). `encode()` gives
   them and the decoder is conditioned on them; `decode()` takes whatever code
   it is handed (hard bits, or soft codes on a lerp path).
-- Decoder: the Diff-AE UNet with z fed through cross-attention (z embedded as
-  one extra key/value token at the attention resolutions, `z_mode="xattn"`,
-  the default) or added to the time embedding (`z_mode="temb"`, the AdaGN-style
-  ablation). Both are implemented in diffae_bench/nets/unet.py.
+- Decoder: the Diff-AE UNet with z fed through cross-attention at the
+  attention resolutions, the code alone as keys and values
+  (`z_mode="xattn_code"`, the default; diffae_bench/nets/code_attention.py), or
+  added to the time embedding (`z_mode="temb"`, the AdaGN-style ablation).
+  `z_mode="xattn"` is the form before issue 15 (z one extra key/value token
+  beside the pixels inside the self-attention, where it got ~0.4 % of the
+  attention at init and the decoder ignored the code): checkpoints store their
+  z_mode, so the ones trained with it keep it (and a stored config without
+  `logit_norm` is read as "none": DMZConfig.ABSENT_FIELD_VALUES).
 - Generation needs no latent model. Priors (`model.prior`, or the `prior=`
   argument of `sample_latent`): "bernoulli" i.i.d. Bernoulli(0.5) (default),
   "empirical" independent bits with the training codes' per-bit frequencies,
@@ -31,8 +46,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
+from torch import nn
 
 from diffae_bench import diffusion as D
 from diffae_bench import rng
@@ -42,18 +59,27 @@ from diffae_bench.interface import DiffusionAutoencoder
 from diffae_bench.nets import EncoderConfig, SemanticEncoder, UNet, UNetConfig
 from diffae_bench.presets import Preset
 
-DMZ_Z_MODES = ("xattn", "temb")  # cross-attention token (DMZ), or added to t_emb (ablation)
+# cross-attention to the code (DMZ), added to t_emb (ablation), or the pre-issue-15 token beside the pixels
+DMZ_Z_MODES = ("xattn_code", "temb", "xattn")
+CODE_SAMPLES = ("relaxed", "straight_through")  # what the decoder sees in training (see module doc)
+LOGIT_NORMS = ("none", "batch")  # normalisation of the encoder's logits (see module doc)
 PRIORS = ("bernoulli", "empirical", "codes")
 MAX_BITS = 64  # the paper's largest code (CelebA-64); see dmz_config_from_preset
 
 
 @dataclass(frozen=True)
 class DMZConfig:
-    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
+    unet: UNetConfig = UNetConfig(z_dim=64, z_mode="xattn_code")  # decoder eps(x_t, t, z); z_dim = n_bits, z_mode = z_mode
     encoder: EncoderConfig = EncoderConfig(z_dim=64)  # logits of the bits; z_dim = n_bits
     n_bits: int = 64  # d binary latents (paper: 64 on CelebA-64, 16 on CIFAR-10)
     tau: float = 1.0  # Gumbel-softmax temperature in training (paper: 1)
-    z_mode: str = "xattn"  # how z enters the decoder: xattn (DMZ) or temb (ablation)
+    z_mode: str = "xattn_code"  # how z enters the decoder: xattn_code (DMZ), temb (ablation), xattn (pre-issue 15)
+    code_sample: str = "relaxed"  # training code: relaxed (PROTOCOL) or straight_through (hard forward)
+    logit_norm: str = "batch"  # batch: BatchNorm1d on the logits (see module doc); none (pre-issue 15)
+
+    # Checkpoints written before issue 15 have no logit_norm (and store z_mode "xattn"):
+    # they are rebuilt without the layer (checkpoint.from_dict), as they were trained.
+    ABSENT_FIELD_VALUES: ClassVar[dict] = {"logit_norm": "none"}
 
     def __post_init__(self):
         # One source of truth would be nicer, but the UNet and encoder configs
@@ -66,23 +92,28 @@ class DMZConfig:
                              f"must equal n_bits ({self.n_bits}); build configs with dmz_config_from_preset")
         if self.unet.z_mode != self.z_mode:
             raise ValueError(f"decoder z_mode ({self.unet.z_mode}) must equal the DMZ z_mode ({self.z_mode})")
+        if self.code_sample not in CODE_SAMPLES:
+            raise ValueError(f"DMZ code_sample must be one of {CODE_SAMPLES}, got {self.code_sample!r}")
+        if self.logit_norm not in LOGIT_NORMS:
+            raise ValueError(f"DMZ logit_norm must be one of {LOGIT_NORMS}, got {self.logit_norm!r}")
         if self.tau <= 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
 
 
-def dmz_config_from_preset(preset: Preset, n_bits: int | None = None, z_mode: str = "xattn",
-                           tau: float = 1.0) -> DMZConfig:
+def dmz_config_from_preset(preset: Preset, n_bits: int | None = None, z_mode: str = "xattn_code",
+                           tau: float = 1.0, code_sample: str = "relaxed", logit_norm: str = "batch") -> DMZConfig:
     """A preset's decoder and encoder, sized for d bits.
 
     The preset's encoder.z_dim is sized for a continuous Diff-AE code, far
     wider than DMZ's binary ones. Default d = min(64, preset.encoder.z_dim):
     tiny -> 32, small -> 64, paper64 -> 64 (the paper's CelebA-64 figure; its
-    CIFAR-10 models use 16, pass n_bits=16 for that). For z_mode="xattn" the
-    UNet needs an attention resolution (all presets have 16 px).
+    CIFAR-10 models use 16, pass n_bits=16 for that). For z_mode="xattn_code"
+    the UNet needs an attention resolution (all presets have 16 px).
     """
     d = n_bits if n_bits is not None else min(MAX_BITS, preset.encoder.z_dim)
     return DMZConfig(unet=dataclasses.replace(preset.unet, z_dim=d, z_mode=z_mode),
-                     encoder=dataclasses.replace(preset.encoder, z_dim=d), n_bits=d, tau=tau, z_mode=z_mode)
+                     encoder=dataclasses.replace(preset.encoder, z_dim=d), n_bits=d, tau=tau, z_mode=z_mode,
+                     code_sample=code_sample, logit_norm=logit_norm)
 
 
 def relaxed_bernoulli(logits: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -133,6 +164,7 @@ class DMZ(DiffusionAutoencoder):
         self.cfg = cfg
         self.z_dim = cfg.n_bits
         self.encoder = SemanticEncoder(cfg.encoder)  # x0 -> logits (B, n_bits)
+        self.logit_norm = nn.BatchNorm1d(cfg.n_bits) if cfg.logit_norm == "batch" else None
         self.unet = UNet(cfg.unet)
         self._loss = DiffusionLoss()
         # The prior is a sampling choice, not part of the trained model, so it
@@ -150,19 +182,29 @@ class DMZ(DiffusionAutoencoder):
     # -- training ----------------------------------------------------------------
     def logits(self, x0: torch.Tensor) -> torch.Tensor:
         """Encoder output: one logit per bit, (B, n_bits). The encoder sees the clean x0."""
-        return self.encoder(x0)
+        logits = self.encoder(x0)
+        return self.logit_norm(logits) if self.logit_norm is not None else logits
 
     def relaxed_code(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training-time code: a tau-relaxed Bernoulli sample of the encoder's bits."""
+        """A tau-relaxed Bernoulli sample of the encoder's bits, in (0, 1)."""
         return relaxed_bernoulli(self.logits(x0), self.cfg.tau, generator)
 
-    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """L_simple conditioned on the relaxed code; no KL / prior term (PROTOCOL).
+    def training_code(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The code the decoder is trained on: the relaxed sample, or its hard bits with the relaxed gradient."""
+        soft = self.relaxed_code(x0, generator)
+        if self.cfg.code_sample == "relaxed":
+            return soft
+        # Straight-through: the forward value is the hard sample 1[b~ > 1/2], the
+        # backward pass differentiates b~ (Gumbel-softmax "hard", Jang et al. 2017 Sec. 2.2).
+        return (soft > 0.5).to(soft.dtype) - soft.detach() + soft
 
-        Always the relaxed sample, in train and eval mode alike: this is the
+    def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_simple conditioned on the training code; no KL / prior term (PROTOCOL).
+
+        Always the sampled code, in train and eval mode alike: this is the
         training objective, not an evaluation of the hard-bit model.
         """
-        z = self.relaxed_code(x0, generator)
+        z = self.training_code(x0, generator)
         return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
 
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:

@@ -104,8 +104,10 @@ class DiffusionAutoencoder(nn.Module, ABC):
         """eps_theta(x_t, t[, z]): the denoiser that decode() and encode_stochastic() run.
 
         t: original timesteps (0..999), (B,) long; z: a code from encode() (None
-        without a semantic latent). Optional: training diagnostics use it (the
-        high-t x0 check, diffae_bench.x0_diagnostic) and skip models without it.
+        without a semantic latent), not necessarily the image's own (z_usage
+        swaps codes between images). Optional: training diagnostics (the high-t
+        x0 check, diffae_bench.x0_diagnostic) and the z_usage task use it, and
+        skip models without it with a note.
         """
         raise NotImplementedError(f"the {self.kind} model does not expose its denoiser")
 

@@ -1,3 +1,3 @@
 """Benchmark tasks, one file each (installed as diffae_bench.tasks); importing registers them."""
 
-from . import fake_detection, fewshot_fid, interpolation, linear_probe, memorization, reconstruction, sample_fid  # noqa: F401
+from . import fake_detection, fewshot_fid, interpolation, linear_probe, memorization, reconstruction, sample_fid, z_usage  # noqa: F401

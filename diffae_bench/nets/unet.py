@@ -8,9 +8,12 @@ Conditioning (PROTOCOL, Diff-AE paper eq. 7, "AdaGN"): in every ResBlock
 in every input, middle and output block. The last conv of each decoder block and
 the output conv are zero-initialised (ADM), and ResBlocks do the up/down-sampling.
 With `z_dim=None` the same network is the plain DDIM baseline. A DMZ-style
-decoder instead feeds z as one key/value token into cross-attention at the
-attention resolutions (`z_mode="xattn"`), or adds it to the time embedding
-(`z_mode="temb"`, the ablation).
+decoder instead reads z through a cross-attention layer after each attention
+block, with the code alone as keys and values (`z_mode="xattn_code"`,
+nets/code_attention.py), or adds it to the time embedding (`z_mode="temb"`, the
+ablation). `z_mode="xattn"` is the form used before issue 15, kept for the
+checkpoints trained with it: z as one extra key/value token beside the pixel
+tokens of the self-attention.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..diffusion import timestep_embedding
+from .code_attention import CodeCrossAttention
 
-Z_MODES = ("adagn", "xattn", "temb")
+Z_MODES = ("adagn", "xattn_code", "xattn", "temb")
 ENCODER_BLOCKS = ("official", "legacy")  # see EncoderConfig.res_block
 
 
@@ -40,7 +44,7 @@ class UNetConfig:
     num_heads: int = 1  # attention heads (the paper's 64 px model: one)
     dropout: float = 0.1  # dropout inside ResBlocks
     z_dim: int | None = 512  # semantic latent width; None = unconditional DDIM
-    z_mode: str = "adagn"  # how z enters: adagn (Diff-AE), xattn / temb (DMZ-style)
+    z_mode: str = "adagn"  # how z enters: adagn (Diff-AE), xattn_code / temb (DMZ-style), xattn (legacy DMZ)
     # Time-embedding width. The official Diff-AE sets embed_channels = 512 at
     # every resolution (BeatGANsUNetConfig / TrainConfig.net_beatgans_embed_channels);
     # None = 4 x base_channels, the ADM rule that checkpoints written before this
@@ -195,15 +199,17 @@ class AttentionBlock(nn.Module):
 
 
 class Block(nn.Module):
-    """A ResBlock, optionally followed by attention, passing conditioning on."""
+    """A ResBlock, optionally followed by attention and cross-attention to the code, passing conditioning on."""
 
-    def __init__(self, res: ResBlock, attn: AttentionBlock | None):
+    def __init__(self, res: ResBlock, attn: AttentionBlock | None, code_attn: nn.Module | None = None):
         super().__init__()
-        self.res, self.attn = res, attn
+        self.res, self.attn, self.code_attn = res, attn, code_attn  # None adds nothing to the state dict
 
     def forward(self, h, emb, z_res, z_attn):
         h = self.res(h, emb, z_res)
-        return self.attn(h, z_attn) if self.attn is not None else h
+        if self.attn is not None:
+            h = self.attn(h, z_attn)
+        return self.code_attn(h, z_attn) if self.code_attn is not None else h
 
 
 def check_image_size(image_size: int, levels: int, what: str) -> None:
@@ -232,13 +238,15 @@ class UNet(nn.Module):
         # Which modules see z, by z_mode (AdaGN everywhere, or attention only, or t_emb).
         z_res = zd if (zd and cfg.z_mode == "adagn") else None
         z_att = zd if (zd and cfg.z_mode == "xattn") else None
+        z_code = zd if (zd and cfg.z_mode == "xattn_code") else None
         self.z_to_temb = nn.Sequential(nn.SiLU(), nn.Linear(zd, emb_dim)) if (zd and cfg.z_mode == "temb") else None
-        if zd and cfg.z_mode == "xattn" and not cfg.attn_resolutions:
-            raise ValueError("z_mode='xattn' needs at least one attention resolution")
+        if zd and cfg.z_mode in ("xattn", "xattn_code") and not cfg.attn_resolutions:
+            raise ValueError(f"z_mode={cfg.z_mode!r} needs at least one attention resolution")
 
         def block(ch_in, ch_out, attn, **updown):
             res = ResBlock(ch_in, ch_out, emb_dim, z_res, cfg.dropout, **updown)
-            return Block(res, AttentionBlock(ch_out, cfg.num_heads, z_att) if attn else None)
+            code_attn = CodeCrossAttention(ch_out, z_code) if (attn and z_code) else None
+            return Block(res, AttentionBlock(ch_out, cfg.num_heads, z_att) if attn else None, code_attn)
 
         self.conv_in = nn.Conv2d(cfg.in_channels, ch0, 3, padding=1)
         self.down = nn.ModuleList()
@@ -272,7 +280,7 @@ class UNet(nn.Module):
         if self.z_to_temb is not None:
             emb = emb + self.z_to_temb(z)
         z_res = z if self.cfg.z_mode == "adagn" else None
-        z_att = z if self.cfg.z_mode == "xattn" else None
+        z_att = z if self.cfg.z_mode in ("xattn", "xattn_code") else None
         h = self.conv_in(x)
         skips = [h]
         for blk in self.down:

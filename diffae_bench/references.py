@@ -37,10 +37,10 @@ CPU_KERNELS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX
 REFERENCES = [(f"{model}-small-{data}", model, data) for data in ("shapes", "mnist") for model in ("diffae", "ddim", "dmz")]
 DATASETS = ("shapes", "mnist")
 
-# The subset: three tasks that between them run the encoder, DDIM inversion and decoding,
-# the latent DDIM / Bernoulli prior, the probes and the data-copying test, on 32 images per
-# split with T = 10: about 3 minutes on 2 CPU cores for the six models.
-CI_TASKS = "reconstruction,linear_probe,memorization"
+# The subset: four tasks that between them run the encoder, DDIM inversion and decoding,
+# the latent DDIM / Bernoulli prior, the probes, the data-copying test and the decoder's use of
+# its code (z_usage), on 32 images per split with T = 10: about 3 minutes on 2 CPU cores.
+CI_TASKS = "reconstruction,linear_probe,memorization,z_usage"
 CI_OPTIONS = ["--limit", "32", "--steps", "10", "--set", "linear_probe.x_T_steps=10",
               "--set", "linear_probe.few_shot_k=3", "--set", "memorization.T=10", "--set", "memorization.T_latent=10",
               "--device", "cpu", "--numeric-mode", "fp32", "--seed", "0"]

@@ -40,10 +40,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per process")
     ap.add_argument("--cache-dir", default="/tmp/diffae-bench-eval-cache")
     ap.add_argument("--only", default=None, help="comma-separated reference names")
+    ap.add_argument("--tasks", default=None, help="comma-separated tasks (default: every registered task)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run to test this script")
     ap.add_argument("--logs", default=None, help="write each process's output to <logs>/eval-<name>.log")
     a = ap.parse_args()
-    tasks = ["reconstruction", "linear_probe"] if a.smoke else task_names()
+    tasks = ["reconstruction", "linear_probe"] if a.smoke else (a.tasks.split(",") if a.tasks else task_names())
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     procs = []
     for name, _, data in REFERENCES:

@@ -180,6 +180,16 @@ class EvalContext:
 
         return self.cache.get_or_compute("x_T", self.cache_key(split, n, T=T), compute)["x_T"]
 
+    def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int, desc: str = "decode") -> torch.Tensor:
+        """decode(z, x_T, T) of given codes and noises (not cached), in batches, on the CPU.
+
+        For codes a task made itself (interpolation paths, edited codes); z is
+        None for a model without a semantic latent.
+        """
+        if z is None:
+            return self.batched(f"{desc} T={T}", len(x_T), lambda xb: self.model.decode(None, xb, T), x_T)
+        return self.batched(f"{desc} T={T}", len(x_T), lambda zb, xb: self.model.decode(zb, xb, T), z, x_T)
+
     def noise(self, n: int, stream: str) -> torch.Tensor:
         """x_T ~ N(0, I) for n images; image i from its own CPU generator seeded by (seed, stream, i).
 

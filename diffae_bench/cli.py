@@ -91,19 +91,20 @@ def _first_line(doc: str | None) -> str:
 def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets")):
     """List registered tasks, models, presets or data sets."""
     from .data import DATASETS
-    from .models import get_kind, model_names
+    from .models import MODELS
     from .presets import PRESETS
-    from .registry import Registry
-    from .task import get_task, task_names
+    from .registry import Registry, warn_plugin_errors
+    from .task import TASKS
 
     lists = Registry("list")
-    lists.add("tasks", lambda: [(n, f"v{get_task(n).version}  {get_task(n).description}") for n in task_names()])
-    lists.add("models", lambda: [(n, get_kind(n).description) for n in model_names()])
+    lists.add("tasks", lambda: [(n, f"v{t.version}  {t.description}") for n, t in TASKS.load_all().items()])
+    lists.add("models", lambda: [(n, k.description) for n, k in MODELS.load_all().items()])
     lists.add("presets", lambda: [(n, f"{p.image_size}px, decoder {p.unet.base_channels}ch x {p.unet.channel_mult}, "
                                       f"z_dim {p.encoder.z_dim}") for n, p in ((n, PRESETS.get(n)) for n in PRESETS)])
-    lists.add("datasets", lambda: [(n, _first_line(sys.modules[DATASETS.get(n).__module__].__doc__)) for n in DATASETS])
+    lists.add("datasets", lambda: [(n, _first_line(sys.modules[f.__module__].__doc__)) for n, f in DATASETS.load_all().items()])
     for name, desc in lists.get(what)():
         typer.echo(f"{name:16s} {desc}")
+    warn_plugin_errors(TASKS, MODELS, DATASETS, PRESETS)  # plugins that cannot be used, by name
 
 
 @app.command()

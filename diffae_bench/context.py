@@ -142,7 +142,8 @@ class EvalContext:
         bar = tqdm(starts, desc=desc, unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
         for s in bar:
             args = [x[s:s + self.batch_size].to(self.device) for x in inputs]
-            outs.append(fn(*args).float().cpu())
+            with torch.no_grad():  # inference only, whatever the model's own methods say
+                outs.append(fn(*args).float().cpu())
         return torch.cat(outs)
 
     def codes(self, split: str, n: int) -> dict[str, torch.Tensor]:

@@ -100,7 +100,7 @@ def load_model_spec(spec, device: torch.device) -> LoadedModel:
         return LoadedModel(model.to(device).eval(), spec, {"source": spec, "checkpoint_sha256": None, "train": {}})
     if spec in model_names():
         raise BenchError(f"'{spec}' is a model kind, not a trained model: train one with "
-                         f"`bench train --model {spec} --out DIR` and pass --model DIR")
+                         f"`bench train --kind {spec} --out DIR` and pass --model DIR")
     hint = MODELS.unknown_message(spec).split(";", 1)[1].split("(")[0].strip() if ";" in MODELS.unknown_message(spec) else ""
     raise BenchError(f"no trained model at '{spec}' (not a run directory, checkpoint or module:factory)"
                      + (f"; {hint}" if hint else ""))

@@ -57,9 +57,9 @@ def test_latent_ddim_samples_are_unstandardised(trained_diffae):
     z = model.sample_latent(256, T_latent=20, generator=torch.Generator().manual_seed(0))
     assert z.shape == (256, model.z_dim) and torch.isfinite(z).all()
     # Samples live where the training codes live (un-standardised), not around 0 / 1.
-    rel = ((z.mean(0) - model.z_mean).abs() / model.z_std).mean()
+    rel = ((z.mean(0) - model.prior.z_mean).abs() / model.prior.z_std).mean()
     assert rel < 1.0, rel
-    assert model.z_std.min() > 0
+    assert model.prior.z_std.min() > 0
 
 
 def _opts(tmp_path, **kw):

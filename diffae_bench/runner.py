@@ -50,6 +50,9 @@ class RunOptions:
     task_options: dict = field(default_factory=dict)  # {task: {field: value}} overrides of task configs
     progress: bool = True  # progress bars
     numeric_mode: str = "auto"  # auto = numerics.default_modes(device); a mode name; or decode=..,invert=..,encode=..
+    offline: bool = False  # never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1); diffae_bench.weights
+    lpips_weights: str | None = None  # AlexNet backbone file to use instead of torch.hub's cache (sha256-checked)
+    inception_weights: str | None = None  # torch-fidelity InceptionV3 file likewise
 
 
 @dataclass
@@ -142,6 +145,16 @@ def _check_options(opts: RunOptions) -> None:
 
 def run(opts: RunOptions) -> tuple[Path, list[dict]]:
     """Evaluate every task on every model; returns the run directory and the records."""
+    from . import weights as W
+
+    with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
+                 progress=opts.progress):
+        return _run(opts)
+
+
+def _run(opts: RunOptions) -> tuple[Path, list[dict]]:
+    from . import weights as W
+
     _check_options(opts)
     configs = _resolve_configs(opts)
     device = resolve_device(opts.device)
@@ -161,6 +174,8 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
             if cls.needs_attributes and not probe.binary_attributes:
                 raise DataError(f"task {cls.name} needs binary attributes and data set {dataset} has none")
 
+    # Fetch the LPIPS / FID weights the tasks ask for before any cache key is made, so keys see them.
+    W.prepare(W.needed_by([cfg for _, cfg in configs]))
     out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = modes.describe()  # recorded with every number and in every cache key

@@ -224,6 +224,10 @@ from .cli_weights import register as _register_weights  # noqa: E402  (weights d
 
 _register_weights(app)
 
+from .cli_report import register as _register_report  # noqa: E402  (report)
+
+_register_report(app)
+
 
 CRASH_EXIT_CODE = 70  # EX_SOFTWARE: a bug, distinct from "regression" (1) and "bad input / incomparable" (2)
 

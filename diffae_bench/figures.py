@@ -102,7 +102,7 @@ def save_cross_model_plot(path_or_file, series: dict[str, dict], xlabel: str, yl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     colours = {}
     for i, (label, sr) in enumerate(series.items()):
         key = sr.get("color_of", label)

@@ -111,8 +111,8 @@ def metric_vs_T(rows: pd.DataFrame, task: str, family: str, fixed: dict) -> dict
     return {m: dict(zip(("x", "y", "lo", "hi"), map(list, zip(*sorted(pts))))) for m, pts in sorted(out.items())}
 
 
-def cross_model_figures(rows: pd.DataFrame, dataset: str) -> list[tuple[CrossModelFigure, str, bytes]]:
-    """(spec, title, PNG bytes) of every figure this data set's rows can fill."""
+def cross_model_figures(rows: pd.DataFrame, dataset: str) -> list[tuple[CrossModelFigure, str, bytes, bool]]:
+    """(spec, title, PNG bytes, whether any point has a CI) of every figure this data set's rows can fill."""
     from .figures import save_cross_model_plot
 
     out = []
@@ -127,7 +127,8 @@ def cross_model_figures(rows: pd.DataFrame, dataset: str) -> list[tuple[CrossMod
         title = spec.title.format(dataset=dataset, family=family)
         buf = io.BytesIO()
         save_cross_model_plot(buf, series, "T (DDIM steps)", spec.ylabel.format(family=family), title, chance=spec.chance)
-        out.append((spec, title, buf.getvalue()))
+        has_ci = any(pd.notna(v) for sr in series.values() for v in sr["lo"] + sr["hi"])
+        out.append((spec, title, buf.getvalue(), has_ci))
     return out
 
 
@@ -143,22 +144,19 @@ def headline(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return ["model"] + [c for c, _ in cols], [[m] + [vals[i] for _, vals in cols] for i, m in enumerate(models)]
 
 
-def grid_png(path: Path, image_side: int) -> bytes:
-    """A record's PNG; an image grid written before grids were upscaled is upscaled here (nearest), as new ones are."""
+def is_plot(name: str) -> bool:
+    """A task's per-model metric plot (reconstruction's ssim_vs_T.png, ...), not an image grid."""
+    return name.endswith("_vs_T.png")
+
+
+def grid_display_width(path: Path, image_side: int) -> int:
+    """Display width of an image grid: 4x (nearest, CSS pixelated) at 32 px for grids written at 1x, as new grids are."""
     from PIL import Image
 
     from .figures import SCALE_KEY, grid_scale
 
-    data = path.read_bytes()
-    if "_vs_" in path.name:  # a per-model plot, not an image grid
-        return data
-    img = Image.open(io.BytesIO(data))
-    factor = grid_scale(image_side) // int(img.info.get(SCALE_KEY, 1))
-    if factor <= 1:
-        return data
-    buf = io.BytesIO()
-    img.resize((img.width * factor, img.height * factor), Image.NEAREST).save(buf, format="PNG")
-    return buf.getvalue()
+    with Image.open(path) as img:
+        return img.width * max(1, grid_scale(image_side) // int(img.info.get(SCALE_KEY, 1)))
 
 
 # ---------------------------------------------------------------- HTML
@@ -166,7 +164,7 @@ STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1
 table{border-collapse:collapse;margin:8px 0 18px}th,td{border:1px solid #ccc;padding:3px 8px}
 td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}
 figure{display:inline-block;margin:6px 14px 14px 0;vertical-align:top}figcaption{font-size:12px;color:#555;max-width:720px}
-img{max-width:100%}img.grid{image-rendering:pixelated}section{border-top:2px solid #444;margin-top:28px}
+img{max-width:100%;height:auto}img.grid{image-rendering:pixelated}section{border-top:2px solid #444;margin-top:28px}
 details{margin:8px 0}.note{font-size:13px}nav a{margin-right:14px}code{background:#f3f3f3;padding:0 3px}"""
 
 
@@ -178,9 +176,9 @@ def _table(headers: list[str], body: list[list[str]], n_left: int = 1) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def _img(png: bytes, alt: str, caption: str, cls: str = "") -> str:
+def _img(png: bytes, alt: str, caption: str, cls: str = "", width: int | None = None) -> str:
     src = "data:image/png;base64," + base64.b64encode(png).decode()
-    c = f' class="{cls}"' if cls else ""
+    c = (f' class="{cls}"' if cls else "") + (f' width="{width}"' if width else "")
     return f'<figure><img{c} src="{src}" alt="{html.escape(alt)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
 
 
@@ -191,21 +189,24 @@ def dataset_section(loaded: Loaded, dataset: str, figures_dir: Path | None = Non
     parts = [f'<section id="data-{e(dataset)}"><h2>{e(dataset)}</h2>', "<h3>Main table</h3>",
              _table(*headline(rows)),
              "<h3>Figures: every model on one axis</h3>"]
-    for spec, title, png in cross_model_figures(rows, dataset):
-        parts.append(_img(png, title, title + ". Error bars: 95% CI."))
+    for spec, title, png, has_ci in cross_model_figures(rows, dataset):
+        parts.append(_img(png, title, title + (". Error bars: 95% CI." if has_ci else ". These records carry no CI.")))
         if figures_dir is not None:
             (Path(figures_dir) / f"{dataset}_{spec.name}.png").parent.mkdir(parents=True, exist_ok=True)
             (Path(figures_dir) / f"{dataset}_{spec.name}.png").write_bytes(png)
-    parts.append("<h3>Image grids and per-model figures</h3>")
+    grids, plots = [], []
     for p, rec in sorted(recs, key=lambda pr: (pr[1]["task"]["name"], pr[1]["model"]["label"])):
         for name in rec.get("figures", []):
-            f = p.parent / name
-            cap = f"{rec['task']['name']} / {rec['model']['label']}: {name}"
-            if f.is_file():
-                grid = "_vs_" not in name
-                parts.append(_img(grid_png(f, rec["dataset"]["image_shape"][-1]), cap, cap, "grid" if grid else ""))
+            f, cap = p.parent / name, f"{rec['task']['name']} / {rec['model']['label']}: {name}"
+            if not f.is_file():
+                grids.append(f'<p class="note">missing figure: {e(cap)}</p>')
+            elif is_plot(name):
+                plots.append(_img(f.read_bytes(), cap, cap))
             else:
-                parts.append(f'<p class="note">missing figure: {e(cap)}</p>')
+                grids.append(_img(f.read_bytes(), cap, cap, "grid", grid_display_width(f, rec["dataset"]["image_shape"][-1])))
+    parts += ["<h3>Image grids</h3>"] + grids
+    if plots:
+        parts += ["<details><summary>Per-model plots (the same numbers as the figures above)</summary>"] + plots + ["</details>"]
     parts.append("<h3>Main metrics by task</h3>")
     for (task, version), group in rows[rows["main"]].groupby(["task", "task_version"], sort=True):
         headers, body = wide_table(group)

@@ -32,7 +32,7 @@ from .checkpoint import file_sha256
 from .errors import BenchError
 
 OFFLINE_ENV = "DIFFAE_BENCH_OFFLINE"
-DOWNLOAD_TIMEOUT_S = 60.0  # seconds without progress (connect or read) before a download counts as failed
+DOWNLOAD_TIMEOUT_S = 30.0  # seconds without progress (connect or read) before a download counts as failed
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ def offline_from_env() -> bool:
 @dataclass
 class Policy:
     offline: bool = True  # outside `bench run` / `bench weights download` nothing is ever downloaded
+    why_not: str = "not fetched outside `bench run`"  # what a missing file's note says about downloading
     paths: dict = field(default_factory=dict)  # name -> explicit file (--lpips-weights, --inception-weights)
     failed: dict = field(default_factory=dict)  # name -> one line: the download tried this run and why it failed
     progress: bool = True  # download progress bar on stderr
@@ -115,7 +116,9 @@ def using(offline: bool = False, paths: dict | None = None, progress: bool = Tru
         if problem:
             raise BenchError(f"{w.option} {p}: {problem}")
         explicit[w.name] = path.resolve()
-    token = _POLICY.set(Policy(offline=offline or offline_from_env(), paths=explicit, progress=progress))
+    off = offline or offline_from_env()
+    why = f"offline (--offline or {OFFLINE_ENV}=1): nothing downloaded" if off else "not fetched"
+    token = _POLICY.set(Policy(offline=off, why_not=why, paths=explicit, progress=progress))
     try:
         yield _POLICY.get()
     finally:
@@ -166,8 +169,7 @@ def unavailable_reason(name: str) -> str | None:
         return None if problem is None else f"{w.metric} not computed: {path}: {problem} (delete it, then `bench weights download {w.name}`)"
     if w.name in pol.failed:
         return f"{w.metric} not computed: {pol.failed[w.name]}"
-    how = "offline: nothing downloaded" if pol.offline else "not fetched"
-    return (f"{w.metric} not computed: {w.what} {w.file} not found in {path.parent} ({how}; "
+    return (f"{w.metric} not computed: {w.what} {w.file} not found in {path.parent} ({pol.why_not}; "
             f"`bench weights download {w.name}` fetches it; or {hand_placement(w)})")
 
 

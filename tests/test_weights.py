@@ -104,12 +104,12 @@ def test_the_table_is_the_libraries_own_urls_and_hash_prefixes():
 
 
 def test_needed_by_reads_the_task_flags():
-    from tasks.reconstruction import ReconstructionConfig
-    from tasks.sample_fid import SampleFIDConfig
+    from diffae_bench.task import get_task
 
-    assert W.needed_by([ReconstructionConfig()]) == ["alexnet"]
-    assert W.needed_by([ReconstructionConfig(lpips=False), SampleFIDConfig()]) == ["inception"]
-    assert W.needed_by([]) == []
+    recon, fid = get_task("reconstruction"), get_task("sample_fid")
+    assert W.needed_by([recon.make_config({})]) == ["alexnet"]
+    assert W.needed_by([recon.make_config({"lpips": "false"}), fid.make_config({})]) == ["inception"]
+    assert W.needed_by([get_task("linear_probe").make_config({})]) == []
 
 
 # ---------------------------------------------------------------- downloads
@@ -161,13 +161,15 @@ def test_offline_makes_no_request(home, server, monkeypatch, how):
         assert W.prepare(["alexnet"]) == {}
         reason = W.unavailable_reason("alexnet")
     assert server.requests == []
-    assert "offline: nothing downloaded" in reason and W.KNOWN["alexnet"].file in reason and "\n" not in reason
+    assert "offline (--offline or DIFFAE_BENCH_OFFLINE=1): nothing downloaded" in reason
+    assert W.KNOWN["alexnet"].file in reason and "\n" not in reason
 
 
 def test_outside_a_run_nothing_is_downloaded(home, server, monkeypatch):
     _point(monkeypatch, "alexnet", f"{server.base}/{W.KNOWN['alexnet'].file}", accept_stand_in=True)
     W.prepare(["alexnet"])  # the default policy (library use) is offline
     assert server.requests == [] and _files(home) == []
+    assert "not fetched outside `bench run`" in W.unavailable_reason("alexnet")
 
 
 # ---------------------------------------------------------------- stand-ins never become LPIPS or FID

@@ -73,8 +73,6 @@ def train(
 
     for line in summary_lines(summary.get("x0_diagnostic")):
         typer.echo(line)
-    if summary.get("x0_diagnostic_unavailable"):
-        typer.echo(f"high-t x0 check skipped: {summary['x0_diagnostic_unavailable']}", err=True)
     speed = f", {summary['images_per_s']:.0f} images/s" if summary["images_per_s"] else ""
     loss = f"{summary['loss_ema']:.4f}" if summary["loss_ema"] is not None else "n/a"
     if summary["interrupted"]:
@@ -93,19 +91,20 @@ def _first_line(doc: str | None) -> str:
 def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets")):
     """List registered tasks, models, presets or data sets."""
     from .data import DATASETS
-    from .models import get_kind, model_names
+    from .models import MODELS
     from .presets import PRESETS
-    from .registry import Registry
-    from .task import get_task, task_names
+    from .registry import Registry, warn_plugin_errors
+    from .task import TASKS
 
     lists = Registry("list")
-    lists.add("tasks", lambda: [(n, f"v{get_task(n).version}  {get_task(n).description}") for n in task_names()])
-    lists.add("models", lambda: [(n, get_kind(n).description) for n in model_names()])
+    lists.add("tasks", lambda: [(n, f"v{t.version}  {t.description}") for n, t in TASKS.load_all().items()])
+    lists.add("models", lambda: [(n, k.description) for n, k in MODELS.load_all().items()])
     lists.add("presets", lambda: [(n, f"{p.image_size}px, decoder {p.unet.base_channels}ch x {p.unet.channel_mult}, "
                                       f"z_dim {p.encoder.z_dim}") for n, p in ((n, PRESETS.get(n)) for n in PRESETS)])
-    lists.add("datasets", lambda: [(n, _first_line(sys.modules[DATASETS.get(n).__module__].__doc__)) for n in DATASETS])
+    lists.add("datasets", lambda: [(n, _first_line(sys.modules[f.__module__].__doc__)) for n, f in DATASETS.load_all().items()])
     for name, desc in lists.get(what)():
         typer.echo(f"{name:16s} {desc}")
+    warn_plugin_errors(TASKS, MODELS, DATASETS, PRESETS)  # plugins that cannot be used, by name
 
 
 @app.command()
@@ -115,7 +114,9 @@ def run(
     dataset: Optional[str] = typer.Option(None, help="data set (default: the one the first model was trained on)"),
     data_root: Optional[str] = typer.Option(None, help="folder holding the data set's files"),
     limit: Optional[int] = typer.Option(None, help="at most N images per split for every task (quick runs)"),
-    steps: Optional[str] = typer.Option(None, help="comma-separated T values for tasks that take them, e.g. 10,20"),
+    T: Optional[str] = typer.Option(None, "--T", help="DDIM steps for every task that takes T: comma-separated for "
+                                                     "tasks that sweep T (e.g. 10,20), one value for the others"),
+    steps: Optional[str] = typer.Option(None, "--steps", hidden=True, help="deprecated: --T"),
     seed: int = typer.Option(0, help="seeds noise, probe draws and bootstrap resamples"),
     out: Optional[str] = typer.Option(None, help="run directory for records and figures (default runs/bench/<time>)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
@@ -136,13 +137,18 @@ def run(
     """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
     from .runner import RunOptions, parse_task_options, run as run_tasks
 
+    if steps is not None:
+        if T is not None:
+            raise BenchError("give --T only (--steps is its deprecated name)")
+        typer.echo("warning: --steps is deprecated and goes in the next release; use --T", err=True)
+        T = steps
     try:
-        steps_t = tuple(int(s) for s in steps.split(",")) if steps else None
+        T_values = tuple(int(v) for v in T.split(",")) if T else None
     except ValueError:
-        raise BenchError(f"--steps expects comma-separated integers, got '{steps}'") from None
+        raise BenchError(f"--T expects comma-separated integers, got '{T}'") from None
     opts = RunOptions(tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                       models=tuple(m.strip() for m in model.split(",") if m.strip()), dataset=dataset,
-                      data_root=data_root, limit=limit, steps=steps_t, seed=seed, out=out, device=device,
+                      data_root=data_root, limit=limit, T=T_values, seed=seed, out=out, device=device,
                       batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
                       task_options=parse_task_options(set_), progress=not quiet, numeric_mode=numeric_mode,
                       offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights)

@@ -25,7 +25,7 @@ from .cache import Cache
 from .checkpoint import state_dict_sha256
 from .data import ImageDataset, load_dataset
 from .errors import DataError
-from .interface import DiffusionAutoencoder
+from .models.base import DiffusionAutoencoder
 
 
 def model_code_hash(model: DiffusionAutoencoder) -> str:
@@ -74,7 +74,6 @@ class EvalContext:
     figure_prefix: str = ""  # file-name prefix for this (task, model, data set)
     progress: bool = True  # tqdm bars on long loops
     numeric_mode: str = "fp32"  # recorded with every number and in every cache key
-    pretrained_weights: dict = field(default_factory=dict)  # name -> {path, sha256} of weights used
     used: dict = field(default_factory=dict)  # split -> images this task used (for the record)
     _data: dict = field(default_factory=dict, repr=False)  # (split, size) -> ImageDataset, shared across tasks
     _fingerprint: str | None = field(default=None, repr=False)
@@ -146,21 +145,27 @@ class EvalContext:
         return torch.cat(outs)
 
     def codes(self, split: str, n: int) -> dict[str, torch.Tensor]:
-        """model.representations() of the first n images: {} for a model without a semantic code."""
-        if not self.model.has_semantic_latent:
+        """The model's declared representations (model.codes) of the first n images: {name: (n, dim)}; {} without."""
+        specs = self.model.codes
+        if not specs:
             return {}
 
         def compute():
-            x = self.images(split, n)
-            first = self.model.representations(x[:1].to(self.device))  # names and widths of the codes
             stacked = self.batched(f"encode {split}", n,
-                                    lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1), x)
-            parts = stacked.split([v.shape[1] for v in first.values()], dim=1)
+                                   lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1),
+                                   self.images(split, n))
+            parts = stacked.split([r.dim for r in specs], dim=1)
             # "00/soft": the cache file sorts names, the prefix keeps the model's order (tasks iterate over it)
-            return {f"{i:02d}/{name}": v for i, (name, v) in enumerate(zip(first, parts))}
+            return {f"{i:02d}/{r.name}": v for i, (r, v) in enumerate(zip(specs, parts))}
 
         stored = self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
         return {k.split("/", 1)[1]: stored[k] for k in sorted(stored)}
+
+    def path_code(self, split: str, n: int) -> torch.Tensor:
+        """The representation the model's latent_paths() walks (declared interpolate=True; default the first)."""
+        specs = self.model.codes
+        name = next((r.name for r in specs if r.interpolate), specs[0].name)
+        return self.codes(split, n)[name]
 
     def z(self, split: str, n: int) -> torch.Tensor:
         """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""
@@ -212,42 +217,43 @@ class EvalContext:
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
         return self.cache.get_or_compute("recon", self.cache_key(split, n, **extra), compute)["x0"]
 
+    def _prior_train_codes(self) -> tuple[int, torch.Tensor | None]:
+        """(n, encode() of the first n training images) for a prior derived from data; (0, None) otherwise."""
+        prior = self.model.prior
+        if prior is None or not prior.uses_train_codes:
+            return 0, None
+        n = self.n_images("train", 10_000)
+        return n, self.z("train", n)
+
+    def sample_codes(self, n: int, T_latent: int, generator: rng.Generator = None) -> torch.Tensor:
+        """n codes from the model's latent prior (not cached), on the CPU."""
+        _, train_codes = self._prior_train_codes()
+        with torch.no_grad():
+            return self.model.sample_latent(n, T_latent, generator, train_codes).float().cpu()
+
     def samples(self, n: int, T: int, T_latent: int = 100) -> torch.Tensor:
         """n unconditional samples (z from the model's latent prior, x_T ~ N(0, I), T-step decoding).
 
         Sample i is seeded by (seed, "samples", i), so the same run draws the
-        same images on any device and with any batch size; models whose prior is derived from data (fit_prior) are
-        given the training codes first, so the key includes the training data.
+        same images on any device and with any batch size. A prior derived from data
+        (prior.uses_train_codes) is handed encode() of the train split, so the key includes those data.
         """
-        n_prior = self.n_images("train", 10_000) if self.model.prior_needs_train_codes() else 0
+        n_prior = self._prior_train_codes()[0]
 
         def compute():
-            if n_prior:
-                self.model.fit_prior(self.z("train", n_prior).to(self.device))
+            train_codes = self._prior_train_codes()[1]
             outs = []
             for s in tqdm(range(0, n, self.batch_size), desc=f"sample T={T}", disable=not self.progress, leave=False):
                 e = min(s + self.batch_size, n)
                 # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
                 g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
-                outs.append(self.model.sample(e - s, T, T_latent, generator=g).float().cpu())
+                outs.append(self.model.sample(e - s, T, T_latent, generator=g, train_codes=train_codes).float().cpu())
             return {"x0": torch.cat(outs)}
 
         key = {"model": self.model_key, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
                "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
                "prior_data": self.cache_key("train", n_prior) if n_prior else None}
         return self.cache.get_or_compute("samples", key, compute)["x0"]
-
-    def lpips(self, notes: list[str]):
-        """The LPIPS scorer (its weights' sha256 recorded), or None with the reason added to notes."""
-        from .lpips_metric import get_lpips, lpips_unavailable_reason
-
-        reason = lpips_unavailable_reason()
-        if reason:
-            notes.append(reason)
-            return None
-        fn = get_lpips(str(self.device))
-        self.pretrained_weights.update(fn.weights)
-        return fn
 
     # -- figures ---------------------------------------------------------------------
     def figure_path(self, name: str) -> Path | None:
@@ -257,28 +263,6 @@ class EvalContext:
         return Path(self.out_dir) / f"{self.figure_prefix}{name}"
 
     # -- Frechet distances ----------------------------------------------------------
-    def feature_spaces(self, feature_net, notes: list[str], inception: bool = True) -> list:
-        """fd_cnn (always; its net trained once per data set and config) and FID where InceptionV3 exists.
-
-        feature_net: a frechet.FeatureNetConfig. The networks' hashes and
-        accuracy go into the record's pretrained_weights.
-        """
-        from . import frechet
-
-        net, info = frechet.cached_feature_net(self.dataset("train"), self.dataset("test"), feature_net, self.cache,
-                                               self.progress)
-        spaces = [frechet.cnn_space(net, info, self.device)]
-        self.pretrained_weights[f"fd_cnn_{self.dataset_name}"] = info
-        if inception:
-            reason = frechet.inception_unavailable_reason()
-            if reason:
-                notes.append(reason)
-            else:
-                space = frechet.inception_space(self.device)
-                self.pretrained_weights["fid_inception_v3"] = space.info
-                spaces.append(space)
-        return spaces
-
     def real_features(self, space, split: str, n: int) -> torch.Tensor:
         """float64 features of the first n images of a split, cached by data hash and the network's hash."""
         from .frechet import extract

@@ -22,6 +22,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,11 +34,13 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor
 from tqdm import tqdm
 
-from .cache import Cache
 from .checkpoint import state_dict_sha256
 from .data import ImageDataset, unit_to_uint8
 from .errors import DataError
 from . import weights as W
+
+if TYPE_CHECKING:  # the cache imports this module (for its weights file names)
+    from .cache import Cache
 
 INCEPTION_FILE = W.KNOWN["inception"].file  # torch-fidelity's converted TF InceptionV3
 CNN_EXTRACTOR = "diffae-bench-cnn"  # our extractor's name in torch-fidelity's registry
@@ -348,3 +351,23 @@ def frechet_distance_eig(fa: torch.Tensor, fb: torch.Tensor) -> float:
     eig = np.linalg.eigvalsh(root_b @ a["sigma"] @ root_b)
     return float(((a["mu"] - sb["mu"]) ** 2).sum() + np.trace(a["sigma"]) + np.trace(sb["sigma"])
                  - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+def feature_spaces(ctx, feature_net: FeatureNetConfig, result, inception: bool = True) -> list[FeatureSpace]:
+    """fd_cnn (always; its net trained once per data set and config) and FID where InceptionV3 exists.
+
+    ctx: the task's EvalContext (data, cache, device). The networks' hashes
+    and accuracy go into result.pretrained_weights; a missing InceptionV3 into result.notes.
+    """
+    net, info = cached_feature_net(ctx.dataset("train"), ctx.dataset("test"), feature_net, ctx.cache, ctx.progress)
+    spaces = [cnn_space(net, info, ctx.device)]
+    result.pretrained_weights[f"fd_cnn_{ctx.dataset_name}"] = info
+    if inception:
+        reason = inception_unavailable_reason()
+        if reason:
+            result.notes.append(reason)
+        else:
+            space = inception_space(ctx.device)
+            result.pretrained_weights["fid_inception_v3"] = space.info
+            spaces.append(space)
+    return spaces

@@ -74,3 +74,17 @@ def get_lpips(device: str = "cpu") -> LPIPS | None:
         return None
     info = W.record_info("alexnet")
     return _shared(device, info["path"], info["sha256"])
+
+
+def lpips_scorer(device: torch.device | str, result) -> LPIPS | None:
+    """The LPIPS scorer for a task, its weights recorded in result.pretrained_weights.
+
+    None, with the reason in result.notes, where the weights are absent.
+    """
+    reason = lpips_unavailable_reason()
+    if reason:
+        result.notes.append(reason)
+        return None
+    fn = get_lpips(str(device))
+    result.pretrained_weights.update(fn.weights)
+    return fn

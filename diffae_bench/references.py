@@ -41,8 +41,8 @@ DATASETS = ("shapes", "mnist")
 # the latent DDIM / Bernoulli prior, the probes, the data-copying test and the decoder's use of
 # its code (z_usage), on 32 images per split with T = 10: about 3 minutes on 2 CPU cores.
 CI_TASKS = "reconstruction,linear_probe,memorization,z_usage"
-CI_OPTIONS = ["--limit", "32", "--steps", "10", "--set", "linear_probe.x_T_steps=10",
-              "--set", "linear_probe.few_shot_k=3", "--set", "memorization.T=10", "--set", "memorization.T_latent=10",
+CI_OPTIONS = ["--limit", "32", "--T", "10",
+              "--set", "linear_probe.few_shot_k=3", "--set", "memorization.T_latent=10",
               "--device", "cpu", "--numeric-mode", "fp32", "--seed", "0",
               # results/ci was made without LPIPS weights: a check fetches nothing (244 MB) and compares like with like
               "--offline"]

@@ -8,7 +8,6 @@ Each record is written atomically as soon as its task finishes.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
 import time
@@ -25,11 +24,10 @@ from .context import EvalContext, model_fingerprint
 from .data import DATASETS, load_dataset
 from .device import describe_device, resolve_device
 from .errors import BenchError, DataError
-from .interface import DiffusionAutoencoder
-from .models import MODELS, load_model, model_names
+from .models import MODELS, DiffusionAutoencoder, load_model, model_names
 from .numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
 from .provenance import git_state, library_versions, machine
-from .task import get_task
+from .task import T_override, get_task, takes_T
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class RunOptions:
     dataset: str | None = None  # data set name; None = the one the (first) model was trained on
     data_root: str | None = None  # folder of the data set's files
     limit: int | None = None  # cap on images per split for every task (quick runs, CI)
-    steps: tuple[int, ...] | None = None  # T values for tasks that take a list of them
+    T: tuple[int, ...] | None = None  # DDIM steps for every task that takes T (task.T_override)
     seed: int = 0  # seeds noise, probe draws and bootstrap resamples
     out: str | None = None  # run directory; default runs/bench/<UTC time>
     device: str = "auto"  # auto, cpu, cuda, cuda:N
@@ -105,9 +103,11 @@ def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
     for name in opts.tasks:
         cls = get_task(name)
         overrides = dict(opts.task_options.get(name, {}))
-        fields = {f.name for f in dataclasses.fields(cls.Config)}
-        if opts.steps is not None and "steps" in fields and "steps" not in overrides:
-            overrides["steps"] = tuple(opts.steps)
+        if opts.T is not None and takes_T(cls) and "T" not in overrides:
+            overrides["T"] = T_override(cls, opts.T)
+        elif opts.T is not None and not takes_T(cls):
+            print(f"note: task {cls.name} takes no T (it runs no DDIM sampler); --T does not apply to it",
+                  file=sys.stderr)
         if opts.limit is not None and opts.limit < cls.min_images:
             raise BenchError(f"task {cls.name}: --limit {opts.limit} leaves too few images; "
                              f"at least {cls.min_images} needed per split")
@@ -130,8 +130,8 @@ def _check_options(opts: RunOptions) -> None:
         raise BenchError(f"--batch-size must be a positive integer, got {opts.batch_size}")
     if opts.seed < 0:  # numpy's generators, which draw probe sets and bootstrap resamples, refuse negative seeds
         raise BenchError(f"--seed must not be negative, got {opts.seed}")
-    if opts.steps is not None and (not opts.steps or min(opts.steps) < 1):
-        raise BenchError(f"--steps expects positive integers, got {','.join(map(str, opts.steps))}")
+    if opts.T is not None and (not opts.T or min(opts.T) < 1):
+        raise BenchError(f"--T expects positive integers, got {','.join(map(str, opts.T))}")
     # Paths that would only fail when the first record, cache entry or leaderboard row is written.
     cache_dir = opts.cache_dir if opts.use_cache else None
     for flag, path, want_dir in (("--out", opts.out, True), ("--cache-dir", cache_dir, True),
@@ -231,7 +231,7 @@ def _run_task(cls, cfg, ctx: EvalContext, cache: Cache, device: torch.device, ou
 
     def compute():
         res = cls().run(ctx, cfg)
-        return RC.pack(res, dict(ctx.used), dict(ctx.pretrained_weights), out)
+        return RC.pack(res, dict(ctx.used), dict(res.pretrained_weights), out)
 
     return RC.unpack(cache.get_or_compute("task_result", RC.task_key(cls, cfg, ctx, device), compute), out)
 

@@ -1,4 +1,4 @@
-"""Training: stage 1 (the autoencoder or any image model) and stage 2 (Diff-AE's latent DDIM).
+"""Training: stage 1 (the autoencoder or any image model) and stage 2 (a trainable latent prior).
 
 One optimisation loop serves both stages: Adam(W), EMA with warm-up, progress
 bar with loss and images/s, atomic checkpoints every `ckpt_every` steps, clean
@@ -27,7 +27,7 @@ from .checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkpo
 from .data import load_dataset
 from .device import describe_device, resolve_device
 from .errors import BenchError, CheckpointError
-from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, load_model
+from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
 from .numerics import get_mode
 from .presets import PRESETS, TrainConfig
 from .train_step import (BatchSource, LossLog, device_flags, ema_update, make_generator, make_loss_fn,  # noqa: F401
@@ -197,8 +197,8 @@ def train_autoencoder(opts: TrainOptions) -> dict:
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
             "recipe_change": _recipe_change(batch_size, lr, tc),
             "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics}
-    params = [p for n, p in model.named_parameters() if not n.startswith(kind.latent_keys)] if kind.latent_keys \
-        else list(model.parameters())
+    # A trainable prior (Diff-AE's latent DDIM) is fitted in stage 2, on the frozen encoder's codes.
+    params = [p for n, p in model.named_parameters() if not (has_latent_stage(model) and n.startswith("prior."))]
     opt = make_optimizer(params, lr, setup)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     gen = make_generator(opts.seed, device, setup)
@@ -213,8 +213,8 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         if _run_identity(old) != _run_identity(meta):
             diff = [k for k in _run_identity(meta) if _run_identity(old)[k] != _run_identity(meta)[k]]
             raise CheckpointError(f"{out} holds a different run (differs in {', '.join(diff)}); use another --out")
-        load_state_strict(model, split_prefix(tensors, "online"), f"checkpoint {ckpt}")
-        load_state_strict(ema, split_prefix(tensors, "ema"), f"checkpoint {ckpt}")
+        load_state_strict(model, model.upgrade_state(split_prefix(tensors, "online")), f"checkpoint {ckpt}")
+        load_state_strict(ema, model.upgrade_state(split_prefix(tensors, "ema")), f"checkpoint {ckpt}")
         optimizer_from_tensors(opt, split_prefix(tensors, "optim"), old["optim_groups"])
         start = old["step"]
         if rng_key in tensors:
@@ -251,8 +251,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
                             diagnose=(lambda step: diag(ema, step, step * batch_size)) if diag else None,
                             diag_every=opts.diag_every)
     x0_check = diag.last if diag else None
-    return {**summary, "out": str(out), "checkpoint": str(ckpt), "batch_size": batch_size, "x0_diagnostic": x0_check,
-            "x0_diagnostic_unavailable": diag.unavailable if diag else None}
+    return {**summary, "out": str(out), "checkpoint": str(ckpt), "batch_size": batch_size, "x0_diagnostic": x0_check}
 
 
 @torch.no_grad()
@@ -263,7 +262,12 @@ def encode_dataset(model, data, batch_size: int = 256) -> torch.Tensor:
 
 
 def train_latent(opts: TrainOptions) -> dict:
-    """Stage 2: the latent DDIM on standardised z_sem of the frozen encoder (Diff-AE)."""
+    """Stage 2: the model's trainable latent prior on the frozen encoder's codes (Diff-AE: the latent DDIM).
+
+    Generic: the prior's own fit (standardisation), reset_parameters and loss;
+    the trainer knows no model's attribute names. The file holds the prior's
+    state under "ema.prior." / "online.prior." (older files: models' LEGACY_STATE_KEYS).
+    """
     check_options(opts)
     device = resolve_device(opts.device)
     out = Path(opts.out)
@@ -272,10 +276,10 @@ def train_latent(opts: TrainOptions) -> dict:
         raise CheckpointError(f"no autoencoder checkpoint in {out}: train stage 1 first (bench train --out {out})")
     _, ae_meta = load_checkpoint(ckpt)
     kind = get_kind(ae_meta["model"])
-    if not kind.latent_stage:
-        raise BenchError(f"the {kind.name} model has no latent stage to train")
     ae_sha = file_sha256(ckpt)
     model = load_model(ckpt, device)
+    if not has_latent_stage(model):
+        raise BenchError(f"the {kind.name} model has no latent stage to train (its prior has no parameters)")
     dm = ae_meta["dataset"]
     img = dm["image_shape"][-1]
     data = load_dataset(dm["name"], "train", root=opts.data_root or dm.get("root"), image_size=img, limit=dm.get("limit"))
@@ -285,12 +289,13 @@ def train_latent(opts: TrainOptions) -> dict:
     batch_size, lr = opts.batch_size or tc.latent_batch_size, opts.lr or tc.latent_lr
     print(f"encoding {len(data)} training images with the frozen encoder")
     z = encode_dataset(model, data).to(device)
-    model.fit_latent_stats(z)
+    prior = model.prior
+    prior.fit(z)
     torch.manual_seed(opts.seed)
-    model.latent_net.reset_parameters()  # fresh init for the latent net, seeded
-    net = model.latent_net.train().requires_grad_(True)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tc.latent_weight_decay)
+    prior.reset_parameters()  # a fresh, seeded init
+    prior.train().requires_grad_(True)
+    ema = copy.deepcopy(prior).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=tc.latent_weight_decay)
     gen = torch.Generator().manual_seed(opts.seed)
     lpath = out / LATENT_CHECKPOINT
     meta = {"model": kind.name, "autoencoder_sha256": ae_sha, "seed": opts.seed, "batch_size": batch_size, "lr": lr,
@@ -300,31 +305,35 @@ def train_latent(opts: TrainOptions) -> dict:
         tensors, old = load_checkpoint(lpath)
         if _run_identity(old) != _run_identity(meta) or old.get("autoencoder_sha256") != ae_sha:
             raise CheckpointError(f"{lpath} belongs to a different run or autoencoder checkpoint; delete it to retrain")
-        load_state_strict(net, split_prefix(tensors, "online.latent_net"), f"checkpoint {lpath}")
-        load_state_strict(ema, split_prefix(tensors, "ema.latent_net"), f"checkpoint {lpath}")
+        for module, part in ((prior, "online"), (ema, "ema")):
+            state = split_prefix(model.upgrade_state(split_prefix(tensors, part)), "prior")
+            # Files from before issue 14 kept the standardisation only under "ema.": same values.
+            state = {**{k: v for k, v in module.state_dict().items() if k not in state}, **state}
+            load_state_strict(module, state, f"checkpoint {lpath}")
         optimizer_from_tensors(opt, split_prefix(tensors, "optim"), old["optim_groups"])
         gen.set_state(tensors["rng"])
         start = old["step"]
-        print(f"resuming latent DDIM in {out} from step {start}")
+        print(f"resuming the latent prior in {out} from step {start}")
 
     def loss_fn():
         idx = torch.randint(len(z), (batch_size,), generator=gen).to(device)
-        return model.latent_loss(z[idx], gen)
+        return prior.loss(z[idx], gen)
 
     def save(step, loss_avg):
         opt_t, groups = optimizer_to_tensors(opt)
-        tensors = {**{f"ema.latent_net.{k}": v for k, v in ema.state_dict().items()},
-                   **{f"online.latent_net.{k}": v for k, v in net.state_dict().items()},
-                   "ema.z_mean": model.z_mean, "ema.z_std": model.z_std,
-                   "ema.latent_trained": torch.ones((), dtype=torch.bool),
+        ema_state = ema.state_dict()
+        if "trained" in ema_state:  # what load_model and sample() check
+            ema_state["trained"] = torch.ones((), dtype=torch.bool)
+        tensors = {**{f"ema.prior.{k}": v for k, v in ema_state.items()},
+                   **{f"online.prior.{k}": v for k, v in prior.state_dict().items()},
                    **{f"optim.{k}": v for k, v in opt_t.items()}, "rng": gen.get_state()}
         save_checkpoint(lpath, tensors, {**meta, "step": step, "latents_seen": step * batch_size,
                                          "loss_ema": loss_avg, "optim_groups": groups})
         with open(out / "train_log.jsonl", "a") as f:
             f.write(json.dumps({"stage": "latent", "step": step, "loss_ema": loss_avg}) + "\n")
 
-    summary = _optimise(loss_fn=loss_fn, params=list(net.parameters()), opt=opt, ema=ema, online=net,
+    summary = _optimise(loss_fn=loss_fn, params=list(prior.parameters()), opt=opt, ema=ema, online=prior,
                         ema_decay=tc.latent_ema_decay, grad_clip=tc.grad_clip, start=start, steps=opts.steps,
                         batch_size=batch_size, ckpt_every=opts.ckpt_every, save=save,
-                        desc=f"latent DDIM {kind.name}", progress=opts.progress)
+                        desc=f"latent prior {kind.name}", progress=opts.progress)
     return {**summary, "out": str(out), "checkpoint": str(lpath)}

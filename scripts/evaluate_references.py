@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
 from diffae_bench.task import task_names  # noqa: E402
 
-SMOKE = ["--limit", "24", "--steps", "10", "--set", "linear_probe.x_T_steps=10", "--set", "linear_probe.few_shot_k=3"]
+SMOKE = ["--limit", "24", "--T", "10", "--set", "linear_probe.few_shot_k=3"]
 
 
 def main() -> int:

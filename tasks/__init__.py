@@ -1,3 +1,5 @@
-"""Benchmark tasks, one file each (installed as diffae_bench.tasks); importing registers them."""
+"""Benchmark tasks, one file each (installed as diffae_bench.tasks).
 
-from . import fake_detection, fewshot_fid, interpolation, linear_probe, memorization, reconstruction, sample_fid, z_usage  # noqa: F401
+Each module exposes `TASK`; diffae_bench.task.TASKS lists them by name and
+imports a module only when its task is asked for.
+"""

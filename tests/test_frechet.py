@@ -226,7 +226,7 @@ def _run(tmp_path, task, models, options, cache="cache"):
 
 
 def test_sample_fid_end_to_end_with_cached_real_statistics(trained_diffae, trained_ddim, tmp_path):
-    opts = {"n_samples": 24, "steps": (10, 20), "T_latent": 10, **NET_OPTS}
+    opts = {"n_samples": 24, "T": (10, 20), "T_latent": 10, **NET_OPTS}
     recs = _run(tmp_path, "sample_fid", [trained_diffae["dir"], trained_ddim["dir"]], opts)
     diffae, ddim = recs["sample_fid__diffae__shapes.json"], recs["sample_fid__ddim__shapes.json"]
     keys = {m["key"] for m in diffae["metrics"]}

@@ -11,7 +11,7 @@ import torch
 
 from diffae_bench.checkpoint import load_checkpoint, save_checkpoint
 from diffae_bench.data import load_dataset
-from diffae_bench.diffae import DiffAE
+from diffae_bench.models.diffae import DiffAE
 from diffae_bench.errors import CheckpointError, TrainingDiverged
 from diffae_bench.models import load_model
 from diffae_bench.train import TrainOptions, train_autoencoder
@@ -53,7 +53,7 @@ def test_decoder_output_depends_on_z_sem(trained_diffae):
 
 def test_latent_ddim_samples_are_unstandardised(trained_diffae):
     model = load_model(trained_diffae["dir"], require_latent=True)
-    assert bool(model.latent_trained)
+    assert bool(model.prior.trained)
     z = model.sample_latent(256, T_latent=20, generator=torch.Generator().manual_seed(0))
     assert z.shape == (256, model.z_dim) and torch.isfinite(z).all()
     # Samples live where the training codes live (un-standardised), not around 0 / 1.

@@ -21,7 +21,7 @@ from diffae_bench import diffusion as D
 from diffae_bench import train as train_mod
 from diffae_bench.checkpoint import load_checkpoint
 from diffae_bench.data import load_dataset
-from diffae_bench.diffae import DiffAE
+from diffae_bench.models.diffae import DiffAE
 from diffae_bench.errors import TrainingDiverged
 from diffae_bench.models import load_model
 from diffae_bench.perf_accuracy import train_loss_agreement

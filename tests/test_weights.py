@@ -264,7 +264,7 @@ def test_bench_run_fetches_first_and_never_reports_a_refused_file(trained_diffae
     from diffae_bench.runner import RunOptions, run
 
     _point(monkeypatch, "alexnet", f"{server.base}/{W.KNOWN['alexnet'].file}")
-    _, records = run(RunOptions(tasks=("reconstruction",), models=(str(trained_diffae["dir"]),), limit=4, steps=(10,),
+    _, records = run(RunOptions(tasks=("reconstruction",), models=(str(trained_diffae["dir"]),), limit=4, T=(10,),
                                 out=str(tmp_path / "run"), device="cpu", cache_dir=str(tmp_path / "cache"),
                                 progress=False))
     rec = records[0]

@@ -66,6 +66,7 @@ class EvalContext:
     model: DiffusionAutoencoder  # the model under test (eval mode, on `device`)
     dataset_name: str  # registry name of the data set
     data_root: str | None = None  # folder of the data set's files (None: the usual places)
+    dataset_options: dict = field(default_factory=dict)  # loader options (bench run --dataset-args)
     seed: int = 0  # seeds every random draw a task makes (noise x_T, probe splits, bootstrap)
     limit: int | None = None  # cap on images per split (CLI --limit), applied to every request
     batch_size: int = 64  # images per network batch
@@ -102,7 +103,7 @@ class EvalContext:
         """The split at the model's resolution (loaded once per context)."""
         c, h, _ = self.model.image_shape
         if (split, h) not in self._data:
-            ds = load_dataset(self.dataset_name, split, root=self.data_root, image_size=h)
+            ds = load_dataset(self.dataset_name, split, root=self.data_root, image_size=h, **self.dataset_options)
             if ds.image_shape[0] != c:
                 raise DataError(f"data set {self.dataset_name} has {ds.image_shape[0]} channels but the model takes {c}")
             self._data[(split, h)] = ds

@@ -9,6 +9,7 @@ Each record is written atomically as soon as its task finishes.
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from .task import T_override, get_task, takes_T
 @dataclass(frozen=True)
 class RunOptions:
     tasks: tuple[str, ...]  # task names (bench ls tasks)
-    models: tuple[str, ...]  # run directories / checkpoint files from `bench train`, or module:factory
+    models: tuple  # run directories / checkpoint files, committed reference names, module:factory, or model objects
     dataset: str | None = None  # data set name; None = the one the (first) model was trained on
     data_root: str | None = None  # folder of the data set's files
     limit: int | None = None  # cap on images per split for every task (quick runs, CI)
@@ -48,6 +49,9 @@ class RunOptions:
     task_options: dict = field(default_factory=dict)  # {task: {field: value}} overrides of task configs
     progress: bool = True  # progress bars
     numeric_mode: str = "auto"  # auto = numerics.default_modes(device); a mode name; or decode=..,invert=..,encode=..
+    dataset_options: dict = field(default_factory=dict)  # loader options, e.g. {"download": True} (--dataset-args)
+    write: bool = True  # False: keep records in memory only (no run directory, figures or leaderboard rows)
+    command: str | None = None  # the command line that started the run (recorded in run.json)
     offline: bool = False  # never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1); diffae_bench.weights
     lpips_weights: str | None = None  # AlexNet backbone file to use instead of torch.hub's cache (sha256-checked)
     inception_weights: str | None = None  # torch-fidelity InceptionV3 file likewise
@@ -60,9 +64,23 @@ class LoadedModel:
     info: dict  # what the record says about the model
 
 
-def load_model_spec(spec: str, device: torch.device) -> LoadedModel:
-    """A run directory / checkpoint file, or `module:factory` returning a DiffusionAutoencoder."""
+REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "models"  # in a source checkout
+
+
+def load_model_spec(spec, device: torch.device) -> LoadedModel:
+    """A run directory / checkpoint file, a committed reference's name, `module:factory`, or a model object."""
+    if isinstance(spec, DiffusionAutoencoder):
+        label = getattr(spec, "label", None) or type(spec).__name__
+        return LoadedModel(spec.to(device).eval(), label, {"source": f"in-memory {type(spec).__qualname__}",
+                                                           "checkpoint_sha256": getattr(spec, "checkpoint_sha256", None),
+                                                           "train": {}})
+    if not isinstance(spec, (str, Path)):
+        raise BenchError(f"a model is a run directory, a reference name, module:factory or a DiffusionAutoencoder, "
+                         f"not {type(spec).__name__}")
+    spec = str(spec)
     path = Path(spec)
+    if not path.exists() and "/" not in spec and (REFERENCE_MODELS / spec).is_dir():
+        path = REFERENCE_MODELS / spec  # a committed reference model, e.g. diffae-small-shapes
     if path.exists():
         model = load_model(path, device)
         run_dir = path if path.is_dir() else path.parent
@@ -143,8 +161,8 @@ def _check_options(opts: RunOptions) -> None:
         DATASETS.get(opts.dataset)  # unknown name: a suggestion, before any model is loaded
 
 
-def run(opts: RunOptions) -> tuple[Path, list[dict]]:
-    """Evaluate every task on every model; returns the run directory and the records."""
+def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
+    """Evaluate every task on every model; returns the run directory (None with write=False) and the records."""
     from . import weights as W
 
     with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
@@ -152,7 +170,7 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
         return _run(opts)
 
 
-def _run(opts: RunOptions) -> tuple[Path, list[dict]]:
+def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     from . import weights as W
 
     _check_options(opts)
@@ -167,7 +185,8 @@ def _run(opts: RunOptions) -> tuple[Path, list[dict]]:
     DATASETS.get(dataset)  # unknown name: suggestion, before any work
     for lm in models:
         # Fail early when the data cannot feed this model (missing files, channels, attributes).
-        probe = load_dataset(dataset, "test", root=opts.data_root, image_size=lm.model.image_shape[1], limit=1)
+        probe = load_dataset(dataset, "test", root=opts.data_root, image_size=lm.model.image_shape[1], limit=1,
+                             **opts.dataset_options)
         if probe.image_shape[0] != lm.model.image_shape[0]:
             raise DataError(f"{dataset} has {probe.image_shape[0]} channels but model {lm.label} takes {lm.model.image_shape[0]}")
         for cls, _ in configs:
@@ -176,7 +195,7 @@ def _run(opts: RunOptions) -> tuple[Path, list[dict]]:
 
     # Fetch the LPIPS / FID weights the tasks ask for before any cache key is made, so keys see them.
     W.prepare(W.needed_by([cfg for _, cfg in configs]))
-    out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}") if opts.write else None
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = modes.describe()  # recorded with every number and in every cache key
     numerics = numerics_fingerprint(device, mode)  # what else decides the exact bits (CPU kernels, torch)
@@ -187,7 +206,8 @@ def _run(opts: RunOptions) -> tuple[Path, list[dict]]:
     shared_data: dict = {}
     for lm in models:
         for cls, cfg in configs:
-            ctx = EvalContext(model=lm.model, dataset_name=dataset, data_root=opts.data_root, seed=opts.seed,
+            ctx = EvalContext(model=lm.model, dataset_name=dataset, data_root=opts.data_root,
+                              dataset_options=dict(opts.dataset_options), seed=opts.seed,
                               limit=opts.limit, batch_size=opts.batch_size, cache=cache, out_dir=out,
                               figure_prefix=f"{cls.name}__{lm.label}__", progress=opts.progress, numeric_mode=mode,
                               _data=shared_data)
@@ -206,10 +226,16 @@ def _run(opts: RunOptions) -> tuple[Path, list[dict]]:
                 pretrained_weights=weights,
                 cache={"dir": str(cache.root) if cache.enabled else None, "hits": cache.hits - hits,
                        "misses": cache.misses - misses})
-            R.write_record(out, rec)
+            rec = json.loads(json.dumps(rec, default=str))  # in memory exactly as on disk (tuples -> lists)
+            if out is not None:
+                R.write_record(out, rec)
             records.append(rec)
+    if out is None:
+        return None, records
     # The run's summary is written last: a run directory with run.json is complete.
-    atomic_write_json(out / "run.json", {"options": to_jsonable(opts), "dataset": dataset, "models": labels,
+    options = {**to_jsonable({k: v for k, v in vars(opts).items() if k != "models"}),
+               "models": [m if isinstance(m, str) else lm.label for m, lm in zip(opts.models, models)]}
+    atomic_write_json(out / "run.json", {"command": opts.command, "options": options, "dataset": dataset, "models": labels,
                                          "started_at": run_started, "finished_at": _now(),
                                          "records": [R.record_filename(r) for r in records],
                                          "environment": library_versions(), "git": git_state(),

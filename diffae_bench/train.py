@@ -66,7 +66,7 @@ def check_options(opts: TrainOptions) -> None:
     --ckpt-every 0 failed with a ZeroDivisionError at the first step.)
     """
     counts = {"--steps": opts.steps, "--ckpt-every": opts.ckpt_every, "--batch-size": opts.batch_size,
-              "--image-size": opts.image_size, "--limit": opts.train_limit}
+              "--image-size": opts.image_size, "--train-limit": opts.train_limit}
     for flag, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise BenchError(f"{flag} must be a positive integer, got {value}")

@@ -5,7 +5,7 @@ each a couple of CPU threads for the probes' scikit-learn fits), with the tasks'
 configs, float32 networks (the same numeric mode a CPU user gets, so CPU runs compare with
 these rows) and seed 0. Records go to <out>/<data>/<model>/; then
 
-    bench leaderboard <out> --out results/leaderboard.csv --markdown results/leaderboard.md
+    bench leaderboard <out> --output results/leaderboard.csv --markdown results/leaderboard.md
 
 rebuilds the leaderboard from them. On a GPU machine:
 

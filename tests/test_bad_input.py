@@ -28,7 +28,7 @@ MODEL = "bad_input_model:tiny_diffae"  # written by the factory_module fixture
 RUN = ["run", "--model", MODEL, "--device", "cpu", "--quiet", "--out", "<out>", "--cache-dir", "<cache>",
        "--leaderboard", "<lb>"]
 REC = [*RUN, "--task", "reconstruction"]
-TRAIN = ["train", "--out", "<train>", "--device", "cpu", "--limit", "8"]
+TRAIN = ["train", "--out", "<train>", "--device", "cpu", "--train-limit", "8"]
 
 CASES = [
     # --set: values converted to the config field's type, names checked, nested configs
@@ -80,8 +80,10 @@ CASES = [
     ("train-steps-and-images", [*TRAIN, "--steps", "1", "--images", "8"], "give --steps or --images, not both"),
     ("train-ckpt-every", [*TRAIN, "--steps", "1", "--ckpt-every", "0"], "--ckpt-every must be a positive integer"),
     ("train-lr", [*TRAIN, "--steps", "1", "--lr", "nan"], "--lr must be a positive number"),
-    ("train-limit", ["train", "--out", "<train>", "--device", "cpu", "--steps", "1", "--limit", "0"],
-     "--limit must be a positive integer"),
+    ("train-limit", ["train", "--out", "<train>", "--device", "cpu", "--steps", "1", "--train-limit", "0"],
+     "--train-limit must be a positive integer"),
+    ("run-dataset-args", [*REC, "--dataset-args", "download"], "--dataset-args expects key=value"),
+    ("ls-format", ["ls", "tasks", "--format", "yaml"], "--format must be text or json"),
     ("train-preset", [*TRAIN, "--steps", "1", "--preset", "smal"], "did you mean 'small'"),
     ("train-mode", [*TRAIN, "--steps", "1", "--numeric-mode", "fp64"], "unknown numeric mode 'fp64'"),
     ("train-stage", [*TRAIN, "--steps", "1", "--stage", "both"], "'both' is not one of"),

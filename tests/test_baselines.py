@@ -348,7 +348,7 @@ def test_train_resume_and_load(name, cls, tmp_path, capsys):
 @pytest.mark.slow  # trains, in a subprocess
 def test_cli_train_dmz_and_resume(tmp_path):
     out = tmp_path / "dmz"
-    cmd = [sys.executable, "-m", "diffae_bench.cli", "train", "--model", "dmz", "--preset", "tiny",
+    cmd = [sys.executable, "-m", "diffae_bench.cli", "train", "--kind", "dmz", "--preset", "tiny",
            "--image-size", str(SIZE), "--steps", "2", "--batch-size", "8", "--limit", "64", "--device", "cpu",
            "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

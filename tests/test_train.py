@@ -128,12 +128,12 @@ def bench(*args, cwd=None):
 @pytest.mark.parametrize("args,expect", [
     (["--dataset", "shapez"], "did you mean 'shapes'"),
     (["--preset", "smal"], "did you mean 'small'"),
-    (["--model", "difae"], "did you mean 'diffae'"),
+    (["--kind", "difae"], "did you mean 'diffae'"),
     (["--image-size", "30"], "does not fit"),
 ])
 def test_train_cli_bad_input(tmp_path, args, expect):
     out = tmp_path / "run"
-    r = bench("train", "--out", str(out), "--steps", "1", "--limit", "8", "--device", "cpu", *args)
+    r = bench("train", "--out", str(out), "--steps", "1", "--train-limit", "8", "--device", "cpu", *args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
@@ -143,7 +143,7 @@ def test_train_cli_bad_input(tmp_path, args, expect):
 @pytest.mark.slow  # starts a subprocess
 def test_train_cli_writes_config_and_checkpoint(tmp_path):
     out = tmp_path / "run"
-    r = bench("train", "--out", str(out), "--steps", "2", "--limit", "16", "--batch-size", "4", "--device", "cpu")
+    r = bench("train", "--out", str(out), "--steps", "2", "--train-limit", "16", "--batch-size", "4", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "diffae" and cfg["dataset"]["name"] == "shapes" and cfg["dataset"]["n_images"] == 16

@@ -163,7 +163,7 @@ def test_bf16_training_loss_and_gradient_agree_with_fp32(trained_diffae):
 def test_train_cli_logs_and_prints_the_x0_diagnostic(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "diffae_bench.cli", "train", "--out", str(out), "--steps", "4",
-                        "--limit", "16", "--batch-size", "4", "--image-size", "16", "--device", "cpu",
+                        "--train-limit", "16", "--batch-size", "4", "--image-size", "16", "--device", "cpu",
                         "--diag-every", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     recs = [json.loads(line) for line in (out / "x0_diagnostic.jsonl").read_text().splitlines()]

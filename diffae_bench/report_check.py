@@ -92,7 +92,14 @@ def find_chromium() -> str | None:
 
 
 def _run(browser: str, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([browser, *_FLAGS, *args], capture_output=True, timeout=timeout, check=True)
+    """The browser with a throw-away profile and XDG folders: nothing written to the user's home."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="diffae-bench-chromium-") as tmp:
+        env = {**os.environ, "XDG_CONFIG_HOME": tmp, "XDG_CACHE_HOME": tmp, "HOME": tmp}
+        return subprocess.run([browser, *_FLAGS, f"--user-data-dir={tmp}/profile", *args], capture_output=True,
+                              timeout=timeout, check=True, env=env)
 
 
 def dump_dom(browser: str, page: Path, timeout: float = 180) -> str:

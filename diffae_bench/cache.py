@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write_bytes, file_sha256
+from .checkpoint import atomic_write_bytes
 
 CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
 ENV_VAR = "DIFFAE_BENCH_CACHE"
@@ -56,21 +56,18 @@ def source_hash(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
-def _sha_of(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(path)
-
-
 def weights_identity() -> dict[str, str | None]:
-    """sha256 of each pretrained weight file the suite may load (None where absent); hashed once per file version."""
-    from .frechet import INCEPTION_FILE
-    from .lpips_metric import ALEXNET_FILE, hub_checkpoint_dir
+    """sha256 of each pretrained weight file the run may load (None where absent); hashed once per file version.
+
+    The file is the one this run would load (diffae_bench.weights.where: an
+    explicit --lpips-weights / --inception-weights path, or torch.hub's cache).
+    """
+    from . import weights as W
 
     out = {}
-    for name in (ALEXNET_FILE, INCEPTION_FILE):
-        p = hub_checkpoint_dir() / name
-        st = p.stat() if p.is_file() else None
-        out[name] = _sha_of(str(p), st.st_size, st.st_mtime_ns) if st else None
+    for name, w in W.KNOWN.items():
+        p = W.where(name)
+        out[w.file] = W.cached_sha256(p) if p.is_file() else None
     return out
 
 

@@ -189,6 +189,9 @@ def run(
     all_metrics: bool = typer.Option(False, help="print every metric, not only the main ones (bench table RUN_DIR does too)"),
     numeric_mode: str = typer.Option("auto", help="auto (the measured per-path defaults), fp32, fp32-cl, bf16, bf16-cl, "
                                                   "or per path: decode=bf16,invert=fp32,encode=fp32"),
+    offline: bool = typer.Option(False, "--offline", help="never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1)"),
+    lpips_weights: Optional[str] = typer.Option(None, help="AlexNet backbone file for LPIPS (sha256-checked; bench weights)"),
+    inception_weights: Optional[str] = typer.Option(None, help="torch-fidelity InceptionV3 file for FID (sha256-checked)"),
 ):
     """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
     from .runner import RunOptions, parse_task_options, run as run_tasks
@@ -208,6 +211,7 @@ def run(
                       batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
                       task_options=parse_task_options(set_), progress=progress_default(quiet), numeric_mode=numeric_mode,
                       dataset_options=parse_dataset_args(dataset_args),
+                      offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights,
                       command=shlex.join(["bench", *sys.argv[1:]]) if sys.argv else None)
     out_dir, records = run_tasks(opts)
     from .records import record_rows
@@ -291,6 +295,14 @@ def demo(
 from .cli_results import register as _register_results  # noqa: E402  (table, compare, leaderboard)
 
 _register_results(app)
+
+from .cli_weights import register as _register_weights  # noqa: E402  (weights download|verify|path)
+
+_register_weights(app)
+
+from .cli_report import register as _register_report  # noqa: E402  (report)
+
+_register_report(app)
 
 
 CRASH_EXIT_CODE = 70  # EX_SOFTWARE: a bug, distinct from "regression" (1) and "bad input / incomparable" (2)

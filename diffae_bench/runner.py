@@ -52,6 +52,9 @@ class RunOptions:
     dataset_options: dict = field(default_factory=dict)  # loader options, e.g. {"download": True} (--dataset-args)
     write: bool = True  # False: keep records in memory only (no run directory, figures or leaderboard rows)
     command: str | None = None  # the command line that started the run (recorded in run.json)
+    offline: bool = False  # never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1); diffae_bench.weights
+    lpips_weights: str | None = None  # AlexNet backbone file to use instead of torch.hub's cache (sha256-checked)
+    inception_weights: str | None = None  # torch-fidelity InceptionV3 file likewise
 
 
 @dataclass
@@ -160,6 +163,16 @@ def _check_options(opts: RunOptions) -> None:
 
 def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     """Evaluate every task on every model; returns the run directory (None with write=False) and the records."""
+    from . import weights as W
+
+    with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
+                 progress=opts.progress):
+        return _run(opts)
+
+
+def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
+    from . import weights as W
+
     _check_options(opts)
     configs = _resolve_configs(opts)
     device = resolve_device(opts.device)
@@ -180,6 +193,8 @@ def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
             if cls.needs_attributes and not probe.binary_attributes:
                 raise DataError(f"task {cls.name} needs binary attributes and data set {dataset} has none")
 
+    # Fetch the LPIPS / FID weights the tasks ask for before any cache key is made, so keys see them.
+    W.prepare(W.needed_by([cfg for _, cfg in configs]))
     out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}") if opts.write else None
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = modes.describe()  # recorded with every number and in every cache key

@@ -139,8 +139,17 @@ def test_inception_path_runs_end_to_end_with_a_local_state_dict(tmp_path, monkey
         m.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
         torch.manual_seed(0)
         random_net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    import dataclasses
+    import hashlib
+
+    from diffae_bench import weights as W
+
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(random_net.state_dict(), tmp_path / "hub" / "checkpoints" / INCEPTION_FILE)
+    assert "refused" in inception_unavailable_reason()  # not the published file
+    blob = (tmp_path / "hub" / "checkpoints" / INCEPTION_FILE).read_bytes()  # this test alone accepts it, for wiring
+    monkeypatch.setitem(W.KNOWN, "inception", dataclasses.replace(W.KNOWN["inception"], size=len(blob),
+                                                                  sha256=hashlib.sha256(blob).hexdigest()))
     assert inception_unavailable_reason() is None
     space = inception_space(torch.device("cpu"))
     assert space.metric == "fid" and len(space.info["sha256"]) == 64

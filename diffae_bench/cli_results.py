@@ -15,6 +15,8 @@ from typing import List, Optional
 
 import typer
 
+from .errors import BenchError
+
 
 class TableFormat(str, Enum):
     terminal = "terminal"

@@ -30,8 +30,8 @@ from .errors import BenchError, CheckpointError
 from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
 from .numerics import get_mode
 from .presets import PRESETS, TrainConfig
-from .train_step import (BatchSource, LossLog, device_flags, ema_update, make_generator, make_loss_fn,  # noqa: F401
-                         make_optimizer, optimisation_step, step_setup)
+from .train_step import (BatchSource, LossLog, device_flags, make_generator, make_loss_fn, make_optimizer,
+                         optimisation_step, step_setup)
 from .x0_diagnostic import X0Diagnostic
 
 

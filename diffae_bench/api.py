@@ -84,7 +84,7 @@ def evaluate(model, tasks: str | Sequence[str] = ("reconstruction", "linear_prob
              T: int | Sequence[int] | None = None, limit: int | None = None, seed: int = 0, device: str = "auto",
              batch_size: int = 64, task_options: dict | None = None, dataset_options: dict | None = None,
              numeric_mode: str = "auto", out: str | Path | None = None, cache_dir: str | Path | None = None,
-             progress: bool = False) -> Results:
+             offline: bool = False, progress: bool = False) -> Results:
     """Evaluate one model (or a list of them) on tasks; the same numbers as `bench run` with the same options.
 
     model: a run directory from `bench train`, a committed reference name
@@ -93,6 +93,7 @@ def evaluate(model, tasks: str | Sequence[str] = ("reconstruction", "linear_prob
     T: DDIM steps for every task that takes them (one int or a list).
     out: a run directory to write records, figures and run.json to (default: nothing written).
     cache_dir: a cache folder to read and write (default: no cache, nothing written).
+    offline: never download the LPIPS / FID weights (default: fetched on first use, sha256-checked).
     """
     from .runner import RunOptions, run
 
@@ -102,6 +103,7 @@ def evaluate(model, tasks: str | Sequence[str] = ("reconstruction", "linear_prob
                       out=None if out is None else str(out), device=device, batch_size=batch_size,
                       cache_dir=None if cache_dir is None else str(cache_dir), use_cache=cache_dir is not None,
                       task_options={k: dict(v) for k, v in (task_options or {}).items()}, progress=progress,
-                      numeric_mode=numeric_mode, dataset_options=dict(dataset_options or {}), write=out is not None)
+                      numeric_mode=numeric_mode, dataset_options=dict(dataset_options or {}), write=out is not None,
+                      offline=offline)
     run_dir, records = run(opts)
     return Results(records, run_dir)

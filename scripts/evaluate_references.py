@@ -51,7 +51,8 @@ def main() -> int:
         if a.only and name not in a.only.split(","):
             continue
         out = Path(a.out) / data / name
-        cmd = [sys.executable, "-m", "diffae_bench.cli", "run", "--task", ",".join(tasks), "--model", str(MODELS_DIR / name),
+        cmd = [sys.executable, "-m", "diffae_bench.cli", "run", "--offline",  # weights are carried, never fetched
+               "--task", ",".join(tasks), "--model", str(MODELS_DIR / name),
                "--dataset", data, "--out", str(out), "--numeric-mode", "fp32", "--device", a.device, "--seed", "0",
                "--cache-dir", a.cache_dir, "--quiet"]
         if data == "mnist" and a.mnist_root:

@@ -54,7 +54,7 @@ from torch import nn
 from diffae_bench import rng
 from diffae_bench.errors import BenchError
 from diffae_bench.models import DiffusionAutoencoder, LatentPrior, ModelKind, Representation
-from diffae_bench.models.loss import DiffusionLoss, draw_device
+from diffae_bench.models.loss import DiffusionLoss, draw_device, sharded
 from diffae_bench.nets import EncoderConfig, SemanticEncoder, UNet, UNetConfig
 from diffae_bench.presets import Preset
 
@@ -122,7 +122,8 @@ def relaxed_bernoulli(logits: torch.Tensor, tau: float, generator: torch.Generat
     (a CPU generator: the same run on any device; a CUDA one: no copy a step);
     clamped away from 0 and 1 so the logistic noise stays finite.
     """
-    u = torch.rand(logits.shape, generator=generator, device=draw_device(generator))
+    u = sharded(lambda n: torch.rand((n, *logits.shape[1:]), generator=generator, device=draw_device(generator)),
+                logits.shape[0])
     u = u.clamp_(1e-6, 1 - 1e-6).to(logits.device, logits.dtype)
     return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
 

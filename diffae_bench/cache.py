@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import distributed as dist
 from .checkpoint import atomic_write_bytes
 
 CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
@@ -113,16 +114,29 @@ class Cache:
             self.misses += 1
             return fn()
         p = self.path(kind, parts)
-        if p.is_file():
-            try:
-                out = load_file(str(p))
+        # Under torchrun every rank takes rank 0's decision (a computation may hold collectives that
+        # every rank must join); rank 0 alone writes, and the others wait for the entry.
+        out = self._load(p) if dist.is_main() else None
+        if dist.agree(out is not None):
+            out = out if out is not None else self._load(p)
+            if out is not None:
                 self.hits += 1
                 return out
-            except Exception:  # a damaged entry is recomputed, never trusted
-                p.unlink(missing_ok=True)
         out = fn()
         self.misses += 1
-        tensors = {k: v.detach().contiguous().cpu() for k, v in out.items()}
-        header = {"parts": json.dumps({"kind": kind, **parts}, sort_keys=True, default=str)}
-        atomic_write_bytes(p, lambda tmp: save_file(tensors, tmp, metadata=header))
+        if dist.is_main():
+            tensors = {k: v.detach().contiguous().cpu() for k, v in out.items()}
+            header = {"parts": json.dumps({"kind": kind, **parts}, sort_keys=True, default=str)}
+            atomic_write_bytes(p, lambda tmp: save_file(tensors, tmp, metadata=header))
+        dist.barrier()
         return out
+
+    @staticmethod
+    def _load(p: Path) -> dict[str, torch.Tensor] | None:
+        if not p.is_file():
+            return None
+        try:
+            return load_file(str(p))
+        except Exception:  # a damaged entry is recomputed, never trusted
+            p.unlink(missing_ok=True)
+            return None

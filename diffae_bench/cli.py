@@ -88,6 +88,8 @@ def train(
     log_every: Optional[int] = typer.Option(None, help="steps between loss reads (default: 1 on CPU, 50 on CUDA)"),
     diag_every: int = typer.Option(500, help="steps between high-t x0 checks (x0_diagnostic.jsonl; 0: off)"),
     max_seconds: Optional[float] = typer.Option(None, help="stop cleanly after this much training time (resumable)"),
+    accumulate: int = typer.Option(1, help="micro-batches per step (gradient accumulation; the global batch stays "
+                                           "--batch-size); under torchrun each process takes its share"),
 ):
     """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run.
 
@@ -117,7 +119,8 @@ def train(
                         steps=1000 if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, out=out,
                         ckpt_every=ckpt_every, device=device, train_limit=train_limit, progress=progress_default(quiet),
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
-                        log_every=log_every, diag_every=diag_every, max_seconds=max_seconds)
+                        log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
+                        accumulate=accumulate)
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     from .x0_diagnostic import summary_lines
 

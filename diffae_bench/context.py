@@ -12,6 +12,7 @@ checkpoint never is.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from . import distributed as dist
 from . import rng
 from .cache import Cache
 from .checkpoint import state_dict_sha256
 from .data import ImageDataset, load_dataset
 from .errors import DataError
 from .models.base import DiffusionAutoencoder
+
+
+SAMPLE_CHUNK = 1024  # samples per cache entry (a multiple of any power-of-two batch size up to 1024)
 
 
 def model_code_hash(model: DiffusionAutoencoder) -> str:
@@ -79,6 +84,7 @@ class EvalContext:
     _data: dict = field(default_factory=dict, repr=False)  # (split, size) -> ImageDataset, shared across tasks
     _fingerprint: str | None = field(default=None, repr=False)
     _model_key: str | None = field(default=None, repr=False)
+    _scratch: str | None = field(default=None, repr=False)  # figures of ranks other than 0 (thrown away)
 
     # -- identity -------------------------------------------------------------
     @property
@@ -136,15 +142,28 @@ class EvalContext:
                 "numeric_mode": self.numeric_mode, **extra}
 
     def batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
-        """fn over batches of the inputs (first n rows), outputs concatenated on the CPU."""
-        outs = []
-        starts = range(0, n, self.batch_size)
-        bar = tqdm(starts, desc=desc, unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
-        for s in bar:
+        """fn over batches of the inputs (first n rows), outputs concatenated on the CPU.
+
+        Under torchrun each rank computes a contiguous block of the batches and
+        every rank gets all rows (diffae_bench.distributed): the batches are the
+        same as in one process, so the outputs are too.
+        """
+        def one(s: int) -> torch.Tensor:
             args = [x[s:s + self.batch_size].to(self.device) for x in inputs]
+            return fn(*args)
+
+        return self.map_batches(desc, range(0, n, self.batch_size), one)
+
+    def map_batches(self, desc: str, starts: range, fn) -> torch.Tensor:
+        """fn(start) for every batch start, without grad, concatenated in order on the CPU (sharded under torchrun)."""
+        mine = [starts[i] for i in dist.shard(len(starts))]
+        outs = []
+        for s in tqdm(mine, desc=desc, unit="batch", disable=not (self.progress and dist.is_main()), leave=False,
+                      dynamic_ncols=True):
             with torch.no_grad():  # inference only, whatever the model's own methods say
-                outs.append(fn(*args).float().cpu())
-        return torch.cat(outs)
+                outs.append(fn(s).float().cpu())
+        local = torch.cat(outs) if outs else None
+        return dist.gather_cat(local) if dist.active() else local
 
     def codes(self, split: str, n: int) -> dict[str, torch.Tensor]:
         """The model's declared representations (model.codes) of the first n images: {name: (n, dim)}; {} without."""
@@ -241,27 +260,39 @@ class EvalContext:
         (prior.uses_train_codes) is handed encode() of the train split, so the key includes those data.
         """
         n_prior = self._prior_train_codes()[0]
+        base = {"model": self.model_key, "T": T, "T_latent": T_latent, "seed": self.seed,
+                "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
+                "prior_data": self.cache_key("train", n_prior) if n_prior else None}
 
-        def compute():
-            train_codes = self._prior_train_codes()[1]
-            outs = []
-            for s in tqdm(range(0, n, self.batch_size), desc=f"sample T={T}", disable=not self.progress, leave=False):
-                e = min(s + self.batch_size, n)
-                # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
-                g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
-                outs.append(self.model.sample(e - s, T, T_latent, generator=g, train_codes=train_codes).float().cpu())
-            return {"x0": torch.cat(outs)}
+        def chunk(start: int, stop: int) -> torch.Tensor:
+            def compute():
+                train_codes = self._prior_train_codes()[1]
 
-        key = {"model": self.model_key, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
-               "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
-               "prior_data": self.cache_key("train", n_prior) if n_prior else None}
-        return self.cache.get_or_compute("samples", key, compute)["x0"]
+                def one(s: int) -> torch.Tensor:
+                    e = min(s + self.batch_size, stop)
+                    # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
+                    g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
+                    return self.model.sample(e - s, T, T_latent, generator=g, train_codes=train_codes)
+
+                return {"x0": self.map_batches(f"sample T={T} [{start}:{stop}]", range(start, stop, self.batch_size), one)}
+
+            return self.cache.get_or_compute("samples", {**base, "start": start, "stop": stop}, compute)["x0"]
+
+        # Cached in chunks of SAMPLE_CHUNK samples: an interrupted long run resumes at its last
+        # finished chunk, and a later, larger n reuses every complete chunk of a smaller one.
+        return torch.cat([chunk(a, min(a + SAMPLE_CHUNK, n)) for a in range(0, n, SAMPLE_CHUNK)])
 
     # -- figures ---------------------------------------------------------------------
     def figure_path(self, name: str) -> Path | None:
         """Where to save a figure (None when the run keeps no figures)."""
         if self.out_dir is None:
             return None
+        if not dist.is_main():
+            # Under torchrun every rank runs the same code (a figure may need cached model outputs,
+            # whose computation is collective); rank 0's figures are kept, the others' thrown away.
+            if self._scratch is None:
+                self._scratch = tempfile.mkdtemp(prefix="diffae_bench_rank_figures_")
+            return Path(self._scratch) / f"{self.figure_prefix}{name}"
         return Path(self.out_dir) / f"{self.figure_prefix}{name}"
 
     # -- Frechet distances ----------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import records as R
+from . import distributed as dist
 from .cache import Cache
 from .checkpoint import atomic_write_json, to_jsonable
 from .context import EvalContext, model_fingerprint
@@ -176,6 +177,8 @@ def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     _check_options(opts)
     configs = _resolve_configs(opts)
     device = resolve_device(opts.device)
+    dist.init(device)  # under torchrun: every rank computes its share of each batched call; rank 0 writes
+    device = dist.local_device(device)
     modes = parse_modes(opts.numeric_mode, device)  # a bad value fails here, before any model is loaded
     models = [load_model_spec(s, device) for s in opts.models]
     labels = [m.label for m in models]
@@ -196,6 +199,8 @@ def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     # Fetch the LPIPS / FID weights the tasks ask for before any cache key is made, so keys see them.
     W.prepare(W.needed_by([cfg for _, cfg in configs]))
     out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}") if opts.write else None
+    if out is not None and dist.active():  # one run directory for all ranks: rank 0's name
+        out = Path(_broadcast_text(str(out)))
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = modes.describe()  # recorded with every number and in every cache key
     numerics = numerics_fingerprint(device, mode)  # what else decides the exact bits (CPU kernels, torch)
@@ -227,11 +232,13 @@ def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
                 cache={"dir": str(cache.root) if cache.enabled else None, "hits": cache.hits - hits,
                        "misses": cache.misses - misses})
             rec = json.loads(json.dumps(rec, default=str))  # in memory exactly as on disk (tuples -> lists)
-            if out is not None:
+            if out is not None and dist.is_main():
                 R.write_record(out, rec)
             records.append(rec)
     if out is None:
         return None, records
+    if not dist.is_main():
+        return out, records
     # The run's summary is written last: a run directory with run.json is complete.
     options = {**to_jsonable({k: v for k, v in vars(opts).items() if k != "models"}),
                "models": [m if isinstance(m, str) else lm.label for m, lm in zip(opts.models, models)]}
@@ -281,3 +288,12 @@ def parse_task_options(items: list[str]) -> dict:
             raise BenchError(f"--set expects task.field=value, got '{item}'")
         out.setdefault(task, {})[fld] = raw
     return out
+
+
+def _broadcast_text(text: str) -> str:
+    """Rank 0's string on every rank (the default run directory carries a time stamp)."""
+    import torch.distributed as tdist
+
+    box = [text]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -30,8 +30,9 @@ from .errors import BenchError, CheckpointError
 from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
 from .numerics import get_mode
 from .presets import PRESETS, TrainConfig
-from .train_step import (BatchSource, LossLog, device_flags, make_generator, make_loss_fn, make_optimizer,
-                         optimisation_step, step_setup)
+from . import distributed as dist
+from .train_step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
+                         make_optimizer, optimisation_step, step_setup)
 from .x0_diagnostic import X0Diagnostic
 
 
@@ -57,6 +58,7 @@ class TrainOptions:
     log_every: int | None = None  # steps between reads of the loss (progress, non-finite check); None: 1 on CPU, 50 on CUDA
     diag_every: int = 500  # steps between high-t x0 checks (x0_diagnostic; also at the end); 0: off
     max_seconds: float | None = None  # stop cleanly (checkpoint) after this much training wall time; None: run all steps
+    accumulate: int = 1  # micro-batches per step (gradient accumulation): the global batch is batch_size either way
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -66,6 +68,7 @@ def check_options(opts: TrainOptions) -> None:
     --ckpt-every 0 failed with a ZeroDivisionError at the first step.)
     """
     counts = {"--steps": opts.steps, "--ckpt-every": opts.ckpt_every, "--batch-size": opts.batch_size,
+              "--accumulate": opts.accumulate,
               "--image-size": opts.image_size, "--train-limit": opts.train_limit}
     for flag, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -75,28 +78,33 @@ def check_options(opts: TrainOptions) -> None:
 
 
 class _StopFlag:
-    """First Ctrl-C asks for a clean stop at the end of the step; a second one aborts."""
+    """First Ctrl-C (or SIGTERM, what SLURM sends before pre-emption) asks for a clean stop at the end of
+    the step: checkpoint, then exit; a second one aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.stop = False
 
     def __enter__(self):
-        self._old = signal.getsignal(signal.SIGINT)
+        self._old = {}
 
         def handler(signum, frame):
             if self.stop:
                 raise KeyboardInterrupt
             self.stop = True
 
-        try:
-            signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: no clean-stop support
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread: no clean-stop support
+                self._old.pop(sig, None)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.optim.Optimizer,
@@ -131,6 +139,8 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
                 log.add(step + 1, optimisation_step(loss_fn, params, opt, ema, online, ema_decay, grad_clip, step))
                 step += 1
                 out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+                if dist.active():  # every rank stops at the same step (a signal or a clock on one rank stops all)
+                    out_of_time, flag.stop = dist.any_rank(out_of_time), dist.any_rank(flag.stop)
                 at_save = step % ckpt_every == 0 or step == steps
                 if step % log_every == 0 or at_save or out_of_time:
                     flush()
@@ -176,6 +186,9 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     """Stage 1: fit the image model with L_simple; resumable."""
     check_options(opts)
     device = resolve_device(opts.device)
+    dist.init(device)  # under torchrun: join the process group (gloo on CPUs, NCCL on GPUs)
+    device = dist.local_device(device)
+    rank, world = dist.rank(), dist.world_size()
     preset = PRESETS.get(opts.preset)
     kind = get_kind(opts.model)
     image_size = opts.image_size or preset.image_size
@@ -187,6 +200,8 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     log_every = opts.log_every or (50 if setup.on_device else 1)
     torch.manual_seed(opts.seed)
     model = kind.cls(kind.from_preset(preset)).to(device)
+    if has_latent_stage(model):
+        model.prior.requires_grad_(False)  # trained in stage 2; no gradient here (DDP syncs only what trains)
     if get_mode(setup.numeric_mode).channels_last:
         model = model.to(memory_format=torch.channels_last)
     # How the model was trained, for the manifest; not part of the run identity, so a
@@ -196,7 +211,11 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     meta = {"model": kind.name, "model_config": to_jsonable(model.cfg), "preset": preset.name,
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
             "recipe_change": _recipe_change(batch_size, lr, tc),
-            "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics}
+            "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics,
+            # How the global batch (batch_size) was computed; not part of the run identity, so a run
+            # may be resumed with another number of processes (every rank holds the same generator).
+            "parallel": {"processes": world, "accumulate": opts.accumulate,
+                         "per_process_micro_batch": batch_size // (world * opts.accumulate)}}
     # A trainable prior (Diff-AE's latent DDIM) is fitted in stage 2, on the frozen encoder's codes.
     params = [p for n, p in model.named_parameters() if not (has_latent_stage(model) and n.startswith("prior."))]
     opt = make_optimizer(params, lr, setup)
@@ -226,13 +245,29 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         print(f"resuming {out} from step {start}")
     elif out.exists() and any(out.iterdir()):
         raise CheckpointError(f"{out} exists and is not a resumable run directory; use another --out")
-    atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
+    dist.barrier()  # every rank has checked the directory before rank 0 writes into it
+    if dist.is_main():
+        atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
     model.train()
-    loss_fn = make_loss_fn(model, BatchSource(data, batch_size, device, gen, setup), gen, setup, device)
-    diag = X0Diagnostic(opts.dataset, opts.data_root, image_size, out, device) if opts.diag_every else None
+    batches = BatchSource(data, batch_size, device, gen, setup)
+    if world > 1 or opts.accumulate > 1:
+        if setup.compile_mode is not None:
+            raise BenchError("--compile is not supported with torchrun or --accumulate yet; leave it out")
+        module = LossModule(model)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        loss_fn = ShardedLoss(module, batches, gen, setup, device, rank, world, opts.accumulate)
+    else:  # one process, one batch: the step every earlier run took, bit for bit
+        loss_fn = make_loss_fn(model, batches, gen, setup, device)
+    diag = X0Diagnostic(opts.dataset, opts.data_root, image_size, out, device) if opts.diag_every and dist.is_main() \
+        else None
     t_start = time.time()
 
     def save(step, loss_avg):
+        if not dist.is_main():  # rank 0 writes; the others hold the same weights
+            return
         opt_t, groups = optimizer_to_tensors(opt)
         tensors = {**{f"ema.{k}": v for k, v in ema.state_dict().items()},
                    **{f"online.{k}": v for k, v in model.state_dict().items()},

@@ -105,7 +105,14 @@ class BatchSource:
             self.images = self.images.to(device)
 
     def __call__(self) -> torch.Tensor:
-        idx = torch.randint(len(self.data), (self.batch_size,), generator=self.gen, device=self.gen.device)
+        return self.at(self.indices())
+
+    def indices(self) -> torch.Tensor:
+        """The next global batch's image indices (the same on every rank: one generator state)."""
+        return torch.randint(len(self.data), (self.batch_size,), generator=self.gen, device=self.gen.device)
+
+    def at(self, idx: torch.Tensor) -> torch.Tensor:
+        """The images at these indices, on the device, in [-1, 1]."""
         if self.images is not None:
             x = self.images[idx]
         else:
@@ -127,6 +134,62 @@ def make_loss_fn(model: torch.nn.Module, batches: BatchSource, generator: torch.
     return loss_fn
 
 
+class LossModule(torch.nn.Module):
+    """The model's training loss as forward(), the call DistributedDataParallel wraps and synchronises."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self.model.loss(x0, generator)
+
+
+class ShardedLoss:
+    """One step's loss over a global batch split into shards: DDP ranks x accumulation micro-batches.
+
+    The global batch's indices are drawn once from the run's generator (every
+    rank holds the same generator state); shard j of J = world x accumulate
+    takes the global rows j, j + J, ... Each micro-batch's loss call starts
+    from the same generator state and draws its t / noise for the whole global
+    batch, keeping its own rows (models.loss.draw_shard), so every sample gets
+    the draws a single process gives it and the generator ends where a single
+    process leaves it. Gradients: (1/accumulate) per micro-batch, averaged over
+    ranks by DDP (synchronised on the last micro-batch only): the gradient of
+    the global batch's mean loss, equal shards being required.
+    """
+
+    runs_backward = True
+
+    def __init__(self, module: torch.nn.Module, batches: BatchSource, generator: torch.Generator, setup: StepSetup,
+                 device: torch.device, rank: int, world: int, accumulate: int):
+        if batches.batch_size % (world * accumulate):
+            raise BenchError(f"the global batch ({batches.batch_size}) must divide into {world} process(es) x "
+                             f"{accumulate} micro-batch(es)")
+        self.module, self.batches, self.gen, self.setup, self.device = module, batches, generator, setup, device
+        self.rank, self.world, self.accumulate = rank, world, accumulate
+
+    def __call__(self) -> torch.Tensor:
+        from .distributed import mean
+        from .models.loss import draw_shard
+
+        idx = self.batches.indices()
+        state = self.gen.get_state()
+        n_shards = self.world * self.accumulate
+        total = torch.zeros((), device=self.device)
+        for k in range(self.accumulate):
+            j = self.rank * self.accumulate + k
+            x = self.batches.at(idx[j::n_shards])
+            self.gen.set_state(state)
+            last = k == self.accumulate - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.module, "no_sync") else self.module.no_sync()
+            with sync, draw_shard(j, n_shards), autocast(self.setup.numeric_mode, self.device.type):
+                loss = self.module(x, self.gen).float()
+                (loss / self.accumulate).backward()
+            total = total + loss.detach()
+        return mean(total / self.accumulate)  # the global batch's mean loss, the same on every rank
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, online: torch.nn.Module, decay: float, step: int) -> None:
     # Warm-up (as in timm / many DDPM codes): early EMA tracks the online weights
@@ -142,10 +205,17 @@ def ema_update(ema: torch.nn.Module, online: torch.nn.Module, decay: float, step
 def optimisation_step(loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.optim.Optimizer,
                       ema: torch.nn.Module, online: torch.nn.Module, ema_decay: float, grad_clip: float,
                       step: int) -> torch.Tensor:
-    """One step; returns the (detached, float32) loss without reading it on the host."""
-    loss = loss_fn()
+    """One step; returns the (detached, float32) loss without reading it on the host.
+
+    A loss_fn with `runs_backward` (ShardedLoss) computes its gradients itself
+    (micro-batches, DDP); any other returns the loss to differentiate.
+    """
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if getattr(loss_fn, "runs_backward", False):
+        loss = loss_fn()
+    else:
+        loss = loss_fn()
+        loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)  # foreach on CUDA; no host sync
     opt.step()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -32,9 +31,10 @@ from safetensors.torch import load_file, save_file
 
 from . import distributed as dist
 from .checkpoint import atomic_write_bytes
+from .data._common import default_cache_dir  # one definition, shared with the data sets' hash cache
 
 CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
-ENV_VAR = "DIFFAE_BENCH_CACHE"
+ENV_VAR = "DIFFAE_BENCH_CACHE"  # the cache folder (data/_common.default_cache_dir)
 SOURCE_DIRS = ("diffae_bench", "tasks", "baselines")  # the suite's code, as laid out in the repository
 NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "torch-fidelity", "lpips")
 
@@ -80,14 +80,6 @@ def environment_identity() -> dict:
     versions = library_versions()
     return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},
             "cpu_capability": cpu_capability(), "weights": weights_identity()}
-
-
-def default_cache_dir() -> Path:
-    """$DIFFAE_BENCH_CACHE, else $XDG_CACHE_HOME/diffae_bench, else ~/.cache/diffae_bench."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "diffae_bench"
 
 
 class Cache:

@@ -90,6 +90,8 @@ def train(
     max_seconds: Optional[float] = typer.Option(None, help="stop cleanly after this much training time (resumable)"),
     accumulate: int = typer.Option(1, help="micro-batches per step (gradient accumulation; the global batch stays "
                                            "--batch-size); under torchrun each process takes its share"),
+    workers: Optional[int] = typer.Option(None, help="DataLoader workers decoding image-file data sets ahead "
+                                                     "(default: up to 4; 0: decode in the step)"),
 ):
     """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run.
 
@@ -120,7 +122,7 @@ def train(
                         ckpt_every=ckpt_every, device=device, train_limit=train_limit, progress=progress_default(quiet),
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
                         log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
-                        accumulate=accumulate)
+                        accumulate=accumulate, **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     from .x0_diagnostic import summary_lines
 

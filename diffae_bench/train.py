@@ -11,6 +11,7 @@ train_step.py; stage 1 also logs the high-t x0 diagnostic (x0_diagnostic.py).
 from __future__ import annotations
 
 import copy
+import os
 import json
 import math
 import signal
@@ -59,6 +60,7 @@ class TrainOptions:
     diag_every: int = 500  # steps between high-t x0 checks (x0_diagnostic; also at the end); 0: off
     max_seconds: float | None = None  # stop cleanly (checkpoint) after this much training wall time; None: run all steps
     accumulate: int = 1  # micro-batches per step (gradient accumulation): the global batch is batch_size either way
+    workers: int = min(4, os.cpu_count() or 1)  # DataLoader workers decoding lazy data sets (image files) ahead; 0: in the step
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -73,6 +75,8 @@ def check_options(opts: TrainOptions) -> None:
     for flag, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise BenchError(f"{flag} must be a positive integer, got {value}")
+    if isinstance(opts.workers, bool) or not isinstance(opts.workers, int) or opts.workers < 0:
+        raise BenchError(f"--workers must be 0 or a positive integer, got {opts.workers}")
     if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
         raise BenchError(f"--lr must be a positive number, got {opts.lr}")
 
@@ -249,7 +253,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     if dist.is_main():
         atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
     model.train()
-    batches = BatchSource(data, batch_size, device, gen, setup)
+    batches = BatchSource(data, batch_size, device, gen, setup, workers=opts.workers, seed=opts.seed, start_step=start)
     if world > 1 or opts.accumulate > 1:
         if setup.compile_mode is not None:
             raise BenchError("--compile is not supported with torchrun or --accumulate yet; leave it out")

@@ -144,3 +144,47 @@ def test_sharded_bench_run_writes_the_single_process_records(tmp_path):
         a, b = (json.loads((tmp_path / d / name).read_text()) for d in ("one", "two"))
         strip = lambda rec: [(m["key"], m["value"], m["ci_low"], m["ci_high"], m["n"]) for m in rec["metrics"]]
         assert strip(a) == strip(b), task
+
+
+# ---------------------------------------------------------------- lazy data sets: decoded ahead, hashed once
+def _image_folder(tmp_path: Path, n: int = 24) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        arr = (torch.rand(20, 20, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(arr).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_a_lazy_data_sets_hash_is_computed_once_per_file_list(tmp_path, monkeypatch):
+    from diffae_bench.data import _common
+
+    monkeypatch.setenv("DIFFAE_BENCH_CACHE", str(tmp_path / "cache"))
+    folder = _image_folder(tmp_path)
+    first = load_dataset("imagefolder", "train", root=folder, image_size=16)
+    h = first.content_hash()
+    assert len(list(_common.hash_cache_dir().iterdir())) == 1
+    again = load_dataset("imagefolder", "train", root=folder, image_size=16)
+    monkeypatch.setattr(again, "load_uint8", lambda idx: (_ for _ in ()).throw(AssertionError("decoded again")))
+    assert again.content_hash() == h  # served from the hash cache, no image decoded
+    victim = folder / again.attributes["filename"][0]
+    victim.write_bytes((folder / again.attributes["filename"][1]).read_bytes())  # a file's content changes
+    changed = load_dataset("imagefolder", "train", root=folder, image_size=16)
+    assert changed.content_hash() != h
+
+
+@pytest.mark.slow
+def test_training_on_image_files_prefetches_and_resumes_identically(tmp_path):
+    folder = _image_folder(tmp_path, 40)
+    common = ["train", "--kind", "ddim", "--preset", "tiny", "--dataset", "imagefolder", "--data-root", folder,
+              "--image-size", "16", "--batch-size", "4", "--device", "cpu", "--quiet", "--diag-every", "0",
+              "--workers", "2", "--ckpt-every", "2"]
+    assert _bench(*common, "--steps", "4", "--out", tmp_path / "straight").returncode == 0
+    assert _bench(*common, "--steps", "2", "--out", tmp_path / "resumed").returncode == 0
+    r = _bench(*common, "--steps", "4", "--out", tmp_path / "resumed")
+    assert r.returncode == 0, r.stderr
+    a, b = _online(tmp_path / "straight"), _online(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # batch s's images depend on (seed, s) only

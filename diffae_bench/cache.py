@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from . import distributed as dist
 from .checkpoint import atomic_write_bytes
-from .data._common import default_cache_dir  # one definition, shared with the data sets' hash cache
+from .paths import default_cache_dir
 
 CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
 ENV_VAR = "DIFFAE_BENCH_CACHE"  # the cache folder (data/_common.default_cache_dir)

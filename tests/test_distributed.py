@@ -160,13 +160,13 @@ def _image_folder(tmp_path: Path, n: int = 24) -> Path:
 
 
 def test_a_lazy_data_sets_hash_is_computed_once_per_file_list(tmp_path, monkeypatch):
-    from diffae_bench.data import _common
+    from diffae_bench import paths
 
     monkeypatch.setenv("DIFFAE_BENCH_CACHE", str(tmp_path / "cache"))
     folder = _image_folder(tmp_path)
     first = load_dataset("imagefolder", "train", root=folder, image_size=16)
     h = first.content_hash()
-    assert len(list(_common.hash_cache_dir().iterdir())) == 1
+    assert len(list(paths.hash_cache_dir().iterdir())) == 1
     again = load_dataset("imagefolder", "train", root=folder, image_size=16)
     monkeypatch.setattr(again, "load_uint8", lambda idx: (_ for _ in ()).throw(AssertionError("decoded again")))
     assert again.content_hash() == h  # served from the hash cache, no image decoded

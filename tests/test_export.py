@@ -30,7 +30,7 @@ def test_export_is_small_loadable_and_described(trained_diffae, tmp_path):
     assert entry["files"]["checkpoint.safetensors"]["sha256"] == file_sha256(out / "checkpoint.safetensors")
     assert entry["images_seen"] == trained_diffae["step"] * 32 and entry["seed"] == 0
     assert entry["train_commands"][0].startswith("bench train --kind diffae --preset tiny --dataset shapes")
-    assert "--image-size 16" in entry["train_commands"][0] and "--limit 512" in entry["train_commands"][0]
+    assert "--image-size 16" in entry["train_commands"][0] and "--train-limit 512" in entry["train_commands"][0]
     assert entry["train_commands"][1].startswith("bench train --stage latent --steps 300")
     update_manifest(tmp_path / "manifest.json", entry)
     update_manifest(tmp_path / "manifest.json", entry)  # replaces, never duplicates

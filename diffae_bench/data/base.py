@@ -99,7 +99,7 @@ def _cached_file_hash(ds: ImageDataset) -> str:
     import json
     import os
 
-    from ._common import hash_cache_dir
+    from ..paths import hash_cache_dir
 
     key = hashlib.sha256()
     key.update(json.dumps([ds.name, ds.split, list(ds.image_shape), len(ds), ds.meta], sort_keys=True,

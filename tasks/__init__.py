@@ -1,3 +1,4 @@
 """Benchmark tasks, one file each (installed as diffae_bench.tasks); importing registers them."""
 
-from . import fake_detection, fewshot_fid, interpolation, linear_probe, memorization, reconstruction, sample_fid, z_usage  # noqa: F401
+from . import (attribute_manipulation, disentanglement, fake_detection, fewshot_fid, interpolation,  # noqa: F401
+               linear_probe, memorization, reconstruction, sample_fid, z_usage)

@@ -60,10 +60,10 @@ from diffae_bench.task import Metric, Task, TaskResult, register
 @dataclass(frozen=True)
 class AttributeManipulationConfig:
     n_train: int = 2000  # training images whose codes and labels fit the edit direction
-    n_images: int = 32  # held-out images edited (every attribute, step and T)
+    n_images: int = 24  # held-out images edited (every attribute, step and T)
     attributes: tuple[str, ...] = ()  # binary attributes to edit; () = all of the data set's
-    steps: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)  # continuous codes: steps along the normal (std units); 0 is added
-    bit_counts: tuple[int, ...] = (1, 2, 4, 8)  # binary codes: how many of the most correlated bits are set
+    steps: tuple[float, ...] = (1.0, 2.0, 4.0)  # continuous codes: steps along the normal (std units); 0 is added
+    bit_counts: tuple[int, ...] = (1, 4, 16)  # binary codes: how many of the most correlated bits are set
     T_values: tuple[int, ...] = (10, 20)  # decoding steps (x_T inverted with the same T)
     max_other_flip: float = 0.2  # preservation: a step qualifies when the mean fraction of other attributes flipped is at most this
     ssim_min: float = 0.0  # ... and its mean SSIM to the reconstruction at least this (0: see the module doc)

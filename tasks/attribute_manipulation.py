@@ -6,14 +6,14 @@ For each binary attribute of the data set:
 
   continuous codes  a logistic classifier on the standardised training codes (as the probes);
                     each held-out image's code moves along the unit normal, toward the value the
-                    image does not have, by each step of `steps`, in units of the training codes'
+                    image does not have, by each step of `edit_steps`, in units of the training codes'
                     std along that normal (the spread of the classifier's direction, so one unit
                     means the same on every model); then un-standardised.
   binary codes      (DMZ-style) the `bit_counts` bits most correlated (Pearson, training hard
                     bits) with the attribute are set to the values that go with the target.
   no code           (DDIM) a note, no numbers: there is nothing to move.
 
-Edits are decoded with the image's own inferred x_T at each T of `T_values` (the stochastic
+Edits are decoded with the image's own inferred x_T at each T of `steps` (the stochastic
 encoder of the same T). Measured against the unedited reconstruction (step 0, the same z and
 x_T), never against the original image, so reconstruction error is not charged to the edit:
 
@@ -62,9 +62,9 @@ class AttributeManipulationConfig:
     n_train: int = 2000  # training images whose codes and labels fit the edit direction
     n_images: int = 24  # held-out images edited (every attribute, step and T)
     attributes: tuple[str, ...] = ()  # binary attributes to edit; () = all of the data set's
-    steps: tuple[float, ...] = (1.0, 2.0, 4.0)  # continuous codes: steps along the normal (std units); 0 is added
+    edit_steps: tuple[float, ...] = (1.0, 2.0, 4.0)  # continuous codes: steps along the normal (std units); 0 is added
     bit_counts: tuple[int, ...] = (1, 4, 16)  # binary codes: how many of the most correlated bits are set
-    T_values: tuple[int, ...] = (10, 20)  # decoding steps (x_T inverted with the same T)
+    steps: tuple[int, ...] = (10, 20)  # T of decoding, x_T inverted with the same T (`bench run --steps` sets it)
     max_other_flip: float = 0.2  # preservation: a step qualifies when the mean fraction of other attributes flipped is at most this
     ssim_min: float = 0.0  # ... and its mean SSIM to the reconstruction at least this (0: see the module doc)
     C: float = 1.0  # inverse L2 strength of the edit classifier (the probes' value)
@@ -194,7 +194,7 @@ class AttributeManipulation(Task):
         Z_tr, Z_te = ctx.z("train", n_tr).numpy().astype(np.float64), ctx.z("test", n).numpy().astype(np.float64)
         judge = self._judge(ctx, cfg, heads, res)
         lpips_fn = ctx.lpips(res.notes)
-        grid = (0, *cfg.bit_counts) if mode == "bits" else (0.0, *cfg.steps)
+        grid = (0, *cfg.bit_counts) if mode == "bits" else (0.0, *cfg.edit_steps)
         step_name = "bits" if mode == "bits" else "step"
         edits = {}
         for a, attr in enumerate(heads):
@@ -207,9 +207,9 @@ class AttributeManipulation(Task):
                 order, sign = bit_ranking(Z_tr, Y_tr[:, a])
                 edits[attr] = set_bits(Z_te, order, sign, targets, cfg.bit_counts)
             else:
-                edits[attr] = shift_codes(Z_te, edit_direction(Z_tr, Y_tr[:, a], cfg.C, cfg.max_iter), targets, cfg.steps)
+                edits[attr] = shift_codes(Z_te, edit_direction(Z_tr, Y_tr[:, a], cfg.C, cfg.max_iter), targets, cfg.edit_steps)
         figure = {}
-        for T in cfg.T_values:
+        for T in cfg.steps:
             x_T, recon = ctx.x_T("test", n, T), ctx.reconstruction("test", n, T, "inferred")
             judged0 = judge(recon)
             boots = []
@@ -238,11 +238,11 @@ class AttributeManipulation(Task):
                 res.add("attr_edit_success", *sc["summary"], n=n, T=T, attr=attr)
                 res.extra.setdefault("chosen_step", {}).setdefault(f"T={T}", {})[attr] = grid[sc["summary_step"]]
                 boots.append(sc["summary_boot"])
-                if T == max(cfg.T_values):
+                if T == max(cfg.steps):
                     figure[attr] = imgs[:, :cfg.figure_images]
             values = [v.value for v in res.values if v.family == "attr_edit_success" and v.params["T"] == T]
             res.add("edit_success", float(np.mean(values)), percentile_ci(np.mean(boots, 0)), n=n, T=T)
-            if T == max(cfg.T_values):
+            if T == max(cfg.steps):
                 self._figure(ctx, ctx.images("test", n)[:cfg.figure_images], recon[:cfg.figure_images], figure, grid,
                              step_name, res)
         res.extra["edit"] = ("the most correlated bits set to the target's values" if mode == "bits"

@@ -181,7 +181,7 @@ class AttributeManipulation(Task):
         mode = _edit_mode(ctx.model)
         if mode is None:
             res.notes.append("no attribute manipulation: the model has no semantic code to move "
-                             "(an edit of x_T alone is not what Diff-AE Sec. 5.2 measures)")
+                             "(an edit of x_T alone is not what Diff-AE Sec. 5.3 measures)")
             return res
         heads = list(ctx.dataset("train").binary_attributes)
         attrs = list(cfg.attributes or heads)

@@ -5,14 +5,13 @@ without z_sem" -- the paper's comparison rows (Diff-AE Tables 1-3) use the
 same ADM UNet, the same linear schedule, the same L_simple loss and the same
 ddimT-respaced DDIM sampler/inverter. So this class adds nothing of its own:
 the preset's UNet with `z_dim=None` (which drops the `z_scale` layers of every
-ResBlock and nothing else), `diffae_bench.diffae.DiffusionLoss`, and
-`diffae_bench.diffusion.ddim_sample / ddim_invert / respace`.
+ResBlock and nothing else), L_simple (models/loss.py), and the base class's
+decode / invert / sample.
 
-It has no semantic latent. Its representation for probes is the DDIM-inverted
-x_T, which the tasks compute themselves for every model alike, so
-`representations()` is the interface default ({}), and everything that asks
-for a semantic code (`encode`, `sample_latent`, `latent_paths`, a non-None z
-in `decode` / `encode_stochastic`) raises `NoSemanticLatent`.
+It has no semantic latent and no prior: `codes` is empty (its representation
+for probes is the DDIM-inverted x_T, which tasks compute for every model
+alike), and everything that asks for a semantic code (`encode`,
+`sample_latent`, `latent_paths`, a non-None z) raises `NoSemanticLatent`.
 """
 
 from __future__ import annotations
@@ -22,9 +21,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from diffae_bench import diffusion as D
-from diffae_bench.diffae import DiffusionLoss
-from diffae_bench.interface import DiffusionAutoencoder, NoSemanticLatent
+from diffae_bench.models import DiffusionAutoencoder, ModelKind, NoSemanticLatent
+from diffae_bench.models.loss import DiffusionLoss
 from diffae_bench.nets import UNet, UNetConfig
 from diffae_bench.presets import Preset
 
@@ -65,30 +63,15 @@ class DDIM(DiffusionAutoencoder):
         """L_simple, exactly as Diff-AE's stage 1 but with no conditioning."""
         return self._loss(lambda x_t, t: self.unet(x_t, t), x0, generator)
 
-    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        self._no_z(z, "predict_eps")
-        return self.unet(x_t, t)
-
-    def _no_z(self, z: torch.Tensor | None, what: str) -> None:
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if z is not None:
-            raise NoSemanticLatent(
-                f"the ddim baseline has no semantic latent: {what} takes z=None (got a tensor of shape {tuple(z.shape)})"
-            )
-
-    @torch.no_grad()
-    def encode_stochastic(self, x0: torch.Tensor, T: int, z: torch.Tensor | None = None) -> torch.Tensor:
-        self._no_z(z, "encode_stochastic")
-        return D.ddim_invert(lambda x, t: self.unet(x, t), x0, D.respace(T))
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int) -> torch.Tensor:
-        self._no_z(z, "decode")
-        return D.ddim_sample(lambda x, t: self.unet(x, t), x_T, D.respace(T))
-
-    def latent_paths(self, z_a: torch.Tensor, z_b: torch.Tensor, n_points: int) -> dict[str, torch.Tensor]:
-        # The interface default would happily lerp whatever it is given; a
-        # model without codes has no latent path (tasks slerp x_T themselves).
-        raise NoSemanticLatent("the ddim baseline has no semantic latent to interpolate; interpolate x_T instead")
+            raise NoSemanticLatent(f"the ddim baseline has no semantic latent: it takes z=None "
+                                   f"(got a tensor of shape {tuple(z.shape)})")
+        return self.unet(x_t, t)
 
     def describe(self) -> dict:
         return {**super().describe(), "config": asdict(self.cfg)}
+
+
+KIND = ModelKind(name="ddim", cls=DDIM, config_cls=DDIMConfig, from_preset=ddim_config_from_preset,
+                 description="DDIM baseline: the Diff-AE decoder without z_sem (same UNet, schedule and sampler)")

@@ -33,11 +33,11 @@ What PROTOCOL ("DMZ-style Bernoulli-latent variant") and
   attention at init and the decoder ignored the code): checkpoints store their
   z_mode, so the ones trained with it keep it (and a stored config without
   `logit_norm` is read as "none": DMZConfig.ABSENT_FIELD_VALUES).
-- Generation needs no latent model. Priors (`model.prior`, or the `prior=`
-  argument of `sample_latent`): "bernoulli" i.i.d. Bernoulli(0.5) (default),
-  "empirical" independent bits with the training codes' per-bit frequencies,
-  "codes" re-used training codes drawn uniformly. The last two are fitted by
-  `fit_prior(encode(train split))`; `prior_needs_train_codes()` tells tasks so.
+- Generation needs no latent model. Priors (`model.prior.mode`, BitPrior):
+  "bernoulli" i.i.d. Bernoulli(0.5) (default), "empirical" independent bits
+  with the training codes' per-bit frequencies, "codes" re-used training codes
+  drawn uniformly. The last two are handed encode() of the train split at
+  sampling time (`prior.uses_train_codes`; the EvalContext does it).
 - Probes get {"soft": sigmoid(logits), "hard": bits}; interpolation has a
   Hamming path (differing bits flipped one at a time) beside lerp.
 """
@@ -51,11 +51,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from diffae_bench import diffusion as D
 from diffae_bench import rng
-from diffae_bench.diffae import DiffusionLoss, draw_device
 from diffae_bench.errors import BenchError
-from diffae_bench.interface import DiffusionAutoencoder
+from diffae_bench.models import DiffusionAutoencoder, LatentPrior, ModelKind, Representation
+from diffae_bench.models.loss import DiffusionLoss, draw_device, sharded
 from diffae_bench.nets import EncoderConfig, SemanticEncoder, UNet, UNetConfig
 from diffae_bench.presets import Preset
 
@@ -123,7 +122,8 @@ def relaxed_bernoulli(logits: torch.Tensor, tau: float, generator: torch.Generat
     (a CPU generator: the same run on any device; a CUDA one: no copy a step);
     clamped away from 0 and 1 so the logistic noise stays finite.
     """
-    u = torch.rand(logits.shape, generator=generator, device=draw_device(generator))
+    u = sharded(lambda n: torch.rand((n, *logits.shape[1:]), generator=generator, device=draw_device(generator)),
+                logits.shape[0])
     u = u.clamp_(1e-6, 1 - 1e-6).to(logits.device, logits.dtype)
     return torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
 
@@ -155,6 +155,72 @@ def hamming_path(a_bits: torch.Tensor, b_bits: torch.Tensor, n_points: int) -> t
     return torch.where(flipped, b, a).to(dtype)
 
 
+class BitPrior(LatentPrior):
+    """The DMZ-style model's code priors (no parameters, nothing to train).
+
+    mode "bernoulli": i.i.d. Bernoulli(0.5) bits (the paper's prior, default);
+    "empirical": independent bits with the training codes' per-bit frequencies;
+    "codes": training codes re-used, drawn uniformly with replacement. The last
+    two are derived from encode() of the training split, which sample() is
+    handed (the EvalContext passes it: uses_train_codes), so the model object
+    holds no data-derived state that one task could leave behind for the next.
+    The mode is a sampling choice, not part of the trained model: it is not in
+    the config or the checkpoint, and records carry it (describe()).
+    """
+
+    def __init__(self, n_bits: int, mode: str = "bernoulli"):
+        super().__init__()
+        self.n_bits = n_bits
+        self.mode = mode
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, name: str) -> None:
+        if name not in PRIORS:
+            raise BenchError(f"unknown DMZ prior {name!r}; use one of {', '.join(PRIORS)}")
+        self._mode = name
+
+    @property
+    def uses_train_codes(self) -> bool:
+        return self._mode != "bernoulli"
+
+    def _check_codes(self, codes: torch.Tensor | None) -> torch.Tensor:
+        if codes is None:
+            raise BenchError(f"the {self._mode!r} prior is derived from training codes: pass "
+                             f"train_codes=model.encode(train images), or use the 'bernoulli' prior")
+        codes = codes.detach().float().cpu()
+        if codes.ndim != 2 or codes.shape[1] != self.n_bits or len(codes) == 0:
+            raise BenchError(f"the {self._mode!r} prior needs (N, {self.n_bits}) training codes, "
+                             f"got shape {tuple(codes.shape)}")
+        if not bool(((codes == 0) | (codes == 1)).all()):
+            raise BenchError(f"the {self._mode!r} prior needs hard 0/1 codes (encode() of the train split), not soft codes")
+        return codes
+
+    @staticmethod
+    def bit_frequencies(train_codes: torch.Tensor) -> torch.Tensor:
+        """Per-bit frequency of 1 in the training codes: the empirical prior's parameters."""
+        return train_codes.float().mean(0)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: rng.Generator = None, *, T_latent: int = 0,
+               train_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """n codes (n, n_bits) of exact 0/1, on the CPU; T_latent is ignored (no latent model)."""
+        if self._mode == "bernoulli":
+            z = rng.rand((n, self.n_bits), generator) < 0.5
+        elif self._mode == "empirical":
+            z = rng.rand((n, self.n_bits), generator) < self.bit_frequencies(self._check_codes(train_codes))
+        else:  # re-used training codes, drawn uniformly with replacement
+            codes = self._check_codes(train_codes)
+            z = codes[rng.randint(len(codes), (n,), generator)]
+        return z.float()
+
+    def describe(self) -> dict:
+        return {"prior": self._mode}
+
+
 class DMZ(DiffusionAutoencoder):
     kind = "dmz"
     latent_type = "binary"
@@ -167,12 +233,7 @@ class DMZ(DiffusionAutoencoder):
         self.logit_norm = nn.BatchNorm1d(cfg.n_bits) if cfg.logit_norm == "batch" else None
         self.unet = UNet(cfg.unet)
         self._loss = DiffusionLoss()
-        # The prior is a sampling choice, not part of the trained model, so it
-        # is a plain attribute (not in the config or the checkpoint). The
-        # fitted statistics live on the CPU: priors draw from CPU generators.
-        self._prior = "bernoulli"
-        self._bit_freq: torch.Tensor | None = None  # (n_bits,) frequency of 1 per bit in the training codes
-        self._train_codes: torch.Tensor | None = None  # (N, n_bits) copy of the training codes
+        self.prior = BitPrior(cfg.n_bits)  # no parameters or buffers: the checkpoint is unchanged
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -207,15 +268,23 @@ class DMZ(DiffusionAutoencoder):
         z = self.training_code(x0, generator)
         return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
 
-    def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """The decoder on a code z (encode()'s hard bits at evaluation)."""
-        return self.unet(x_t, t, self._check_z(z, "predict_eps").to(x_t.dtype))
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """The decoder on a code z (encode()'s hard bits at evaluation; soft codes on a lerp path)."""
+        if z is None:
+            raise BenchError("the dmz model's decoder needs a code z (its hard bits: model.encode(x0))")
+        return self.unet(x_t, t, z.to(x_t.dtype))
 
     # -- codes -------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x0: torch.Tensor) -> torch.Tensor:
         """Hard bits 1[logit > 0] as float 0/1, (B, n_bits): what the decoder sees at evaluation."""
         return (self.logits(x0) > 0).to(x0.dtype)
+
+    @property
+    def codes(self) -> tuple[Representation, ...]:
+        """The soft code is the one paths walk (PROTOCOL: "continuous lerp of the soft codes")."""
+        return (Representation("soft", self.z_dim, "probability", interpolate=True),
+                Representation("hard", self.z_dim, "binary"))
 
     @torch.no_grad()
     def representations(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -234,77 +303,10 @@ class DMZ(DiffusionAutoencoder):
         """
         return {"hamming": hamming_path(z_a, z_b, n_points), **super().latent_paths(z_a, z_b, n_points)}
 
-    # -- priors ------------------------------------------------------------------
-    @property
-    def prior(self) -> str:
-        """The prior sample_latent draws from: bernoulli (default), empirical or codes."""
-        return self._prior
-
-    @prior.setter
-    def prior(self, name: str) -> None:
-        if name not in PRIORS:
-            raise BenchError(f"unknown DMZ prior {name!r}; use one of {', '.join(PRIORS)}")
-        self._prior = name
-
-    @property
-    def bit_frequencies(self) -> torch.Tensor | None:
-        """Per-bit frequency of 1 in the codes given to fit_prior (None before)."""
-        return self._bit_freq
-
-    def prior_needs_train_codes(self) -> bool:
-        """True for the data-derived priors (empirical, codes): tasks then call fit_prior first."""
-        return self._prior != "bernoulli"
-
-    def fit_prior(self, train_codes: torch.Tensor) -> None:
-        """Store the training codes (encode() of the train split) and their per-bit frequencies."""
-        codes = train_codes.detach().float().cpu()
-        if codes.ndim != 2 or codes.shape[1] != self.z_dim or len(codes) == 0:
-            raise BenchError(f"fit_prior needs (N, {self.z_dim}) training codes, got shape {tuple(codes.shape)}")
-        if not bool(((codes == 0) | (codes == 1)).all()):
-            raise BenchError("fit_prior needs hard 0/1 codes (encode() of the train split), not soft codes")
-        self._train_codes = codes.clone()
-        self._bit_freq = codes.mean(0)
-
-    @torch.no_grad()
-    def sample_latent(self, n: int, T_latent: int = 0, generator: rng.Generator = None,
-                      prior: str | None = None) -> torch.Tensor:
-        """n codes (n, n_bits) of exact 0/1 from the chosen prior; T_latent is ignored (no latent model).
-
-        Drawn on the CPU generator, then moved to the model's device, so a seed
-        gives the same codes on any device.
-        """
-        name = self._prior if prior is None else prior
-        if name not in PRIORS:
-            raise BenchError(f"unknown DMZ prior {name!r}; use one of {', '.join(PRIORS)}")
-        if name != "bernoulli" and self._train_codes is None:
-            raise BenchError(f"the {name!r} prior is fitted on training codes: call "
-                             f"model.fit_prior(model.encode(train images)) first, or use the 'bernoulli' prior")
-        if name == "bernoulli":
-            z = rng.rand((n, self.z_dim), generator) < 0.5
-        elif name == "empirical":
-            z = rng.rand((n, self.z_dim), generator) < self._bit_freq
-        else:  # re-used training codes, drawn uniformly with replacement
-            z = self._train_codes[rng.randint(len(self._train_codes), (n,), generator)]
-        return z.float().to(self.device)
-
-    # -- stochastic part -----------------------------------------------------------
-    def _check_z(self, z: torch.Tensor | None, what: str) -> torch.Tensor:
-        if z is None:
-            raise BenchError(f"the dmz model's {what} needs a code z (its hard bits: model.encode(x0))")
-        if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise BenchError(f"{what}: z must be (B, {self.z_dim}), got shape {tuple(z.shape)}")
-        return z
-
-    @torch.no_grad()
-    def encode_stochastic(self, x0: torch.Tensor, T: int, z: torch.Tensor | None = None) -> torch.Tensor:
-        z = self.encode(x0) if z is None else self._check_z(z, "encode_stochastic")
-        return D.ddim_invert(lambda x, t: self.unet(x, t, z), x0, D.respace(T))
-
-    @torch.no_grad()
-    def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int) -> torch.Tensor:
-        z = self._check_z(z, "decode").to(x_T.dtype)
-        return D.ddim_sample(lambda x, t: self.unet(x, t, z), x_T, D.respace(T))
-
     def describe(self) -> dict:
-        return {**super().describe(), "prior": self._prior, "prior_fitted": self._train_codes is not None,
-                "config": asdict(self.cfg)}
+        return {**super().describe(), "config": asdict(self.cfg)}
+
+
+KIND = ModelKind(name="dmz", cls=DMZ, config_cls=DMZConfig, from_preset=dmz_config_from_preset,
+                 description="DMZ-style: binary latents (Gumbel-softmax, tau 1), cross-attention to the code, "
+                             "Bernoulli(0.5) prior")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -30,10 +29,12 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write_bytes, file_sha256
+from . import distributed as dist
+from .checkpoint import atomic_write_bytes
+from .data._common import default_cache_dir  # one definition, shared with the data sets' hash cache
 
 CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
-ENV_VAR = "DIFFAE_BENCH_CACHE"
+ENV_VAR = "DIFFAE_BENCH_CACHE"  # the cache folder (data/_common.default_cache_dir)
 SOURCE_DIRS = ("diffae_bench", "tasks", "baselines")  # the suite's code, as laid out in the repository
 NUMERIC_LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "torch-fidelity", "lpips")
 
@@ -56,21 +57,18 @@ def source_hash(root: Path | None = None) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
-def _sha_of(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(path)
-
-
 def weights_identity() -> dict[str, str | None]:
-    """sha256 of each pretrained weight file the suite may load (None where absent); hashed once per file version."""
-    from .frechet import INCEPTION_FILE
-    from .lpips_metric import ALEXNET_FILE, hub_checkpoint_dir
+    """sha256 of each pretrained weight file the run may load (None where absent); hashed once per file version.
+
+    The file is the one this run would load (diffae_bench.weights.where: an
+    explicit --lpips-weights / --inception-weights path, or torch.hub's cache).
+    """
+    from . import weights as W
 
     out = {}
-    for name in (ALEXNET_FILE, INCEPTION_FILE):
-        p = hub_checkpoint_dir() / name
-        st = p.stat() if p.is_file() else None
-        out[name] = _sha_of(str(p), st.st_size, st.st_mtime_ns) if st else None
+    for name, w in W.KNOWN.items():
+        p = W.where(name)
+        out[w.file] = W.cached_sha256(p) if p.is_file() else None
     return out
 
 
@@ -82,14 +80,6 @@ def environment_identity() -> dict:
     versions = library_versions()
     return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},
             "cpu_capability": cpu_capability(), "weights": weights_identity()}
-
-
-def default_cache_dir() -> Path:
-    """$DIFFAE_BENCH_CACHE, else $XDG_CACHE_HOME/diffae_bench, else ~/.cache/diffae_bench."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "diffae_bench"
 
 
 class Cache:
@@ -116,16 +106,29 @@ class Cache:
             self.misses += 1
             return fn()
         p = self.path(kind, parts)
-        if p.is_file():
-            try:
-                out = load_file(str(p))
+        # Under torchrun every rank takes rank 0's decision (a computation may hold collectives that
+        # every rank must join); rank 0 alone writes, and the others wait for the entry.
+        out = self._load(p) if dist.is_main() else None
+        if dist.agree(out is not None):
+            out = out if out is not None else self._load(p)
+            if out is not None:
                 self.hits += 1
                 return out
-            except Exception:  # a damaged entry is recomputed, never trusted
-                p.unlink(missing_ok=True)
         out = fn()
         self.misses += 1
-        tensors = {k: v.detach().contiguous().cpu() for k, v in out.items()}
-        header = {"parts": json.dumps({"kind": kind, **parts}, sort_keys=True, default=str)}
-        atomic_write_bytes(p, lambda tmp: save_file(tensors, tmp, metadata=header))
+        if dist.is_main():
+            tensors = {k: v.detach().contiguous().cpu() for k, v in out.items()}
+            header = {"parts": json.dumps({"kind": kind, **parts}, sort_keys=True, default=str)}
+            atomic_write_bytes(p, lambda tmp: save_file(tensors, tmp, metadata=header))
+        dist.barrier()
         return out
+
+    @staticmethod
+    def _load(p: Path) -> dict[str, torch.Tensor] | None:
+        if not p.is_file():
+            return None
+        try:
+            return load_file(str(p))
+        except Exception:  # a damaged entry is recomputed, never trusted
+            p.unlink(missing_ok=True)
+            return None

@@ -43,10 +43,13 @@ def from_dict(cls: type, data: dict) -> Any:
     A field added after checkpoints were written takes, when the stored config
     lacks it, the value in the class's `ABSENT_FIELD_VALUES` (the one that
     rebuilds the network those checkpoints were trained with), not its default
-    (which is what new models get).
+    (which is what new models get). A field in `DROPPED_FIELDS` (removed
+    because it was never read) is ignored.
     """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    # Fields removed because nothing ever read them (DROPPED_FIELDS): ignored in old configs.
+    data = {k: v for k, v in data.items() if k not in getattr(cls, "DROPPED_FIELDS", ())}
     unknown = set(data) - names
     if unknown:
         raise CheckpointError(f"config for {cls.__name__} has unknown fields {sorted(unknown)}")

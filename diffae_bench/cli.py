@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
 from enum import Enum
 from typing import Optional
 
 import typer
 
-from .cli_results import TableFormat
+from .cli_results import OutputFormat
 from .errors import BenchError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Benchmark the representations of diffusion autoencoders.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"diffae-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")):
+    """Benchmark the representations of diffusion autoencoders."""
+
+
+def progress_default(quiet: bool) -> bool:
+    """Progress bars only where someone watches: not with --quiet, not when stderr is a file or a pipe (CI logs)."""
+    return not quiet and sys.stderr.isatty()
+
+
+def deprecated(old: str, new: str) -> None:
+    typer.echo(f"warning: {old} is deprecated and goes in the next release; use {new}", err=True)
+
+
+def parse_dataset_args(text: str | None) -> dict:
+    """--dataset-args download=true,seed=3 -> {"download": True, "seed": 3} (bools and integers converted)."""
+    out: dict = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"--dataset-args expects key=value[,key=value], got '{item}'")
+        raw = raw.strip()
+        low = raw.lower()
+        out[key.strip()] = True if low in ("true", "yes", "1") else False if low in ("false", "no", "0") else (
+            int(raw) if raw.lstrip("-").isdigit() else raw)
+    return out
 
 
 class Stage(str, Enum):
@@ -22,7 +63,8 @@ class Stage(str, Enum):
 
 @app.command()
 def train(
-    model: str = typer.Option("diffae", help="model: diffae, ddim, dmz, or a plugin name"),
+    kind: str = typer.Option("diffae", "--kind", help="what to train: diffae, ddim, dmz, or a plugin (bench ls models)"),
+    model: Optional[str] = typer.Option(None, "--model", hidden=True, help="deprecated: --kind"),
     preset: str = typer.Option("tiny", help="network preset: tiny, small, paper64"),
     dataset: str = typer.Option("shapes", help="data set (bench ls datasets)"),
     data_root: Optional[str] = typer.Option(None, help="folder holding the data set's files"),
@@ -35,7 +77,9 @@ def train(
     out: str = typer.Option(..., help="run directory; an existing one is resumed"),
     stage: Stage = typer.Option(Stage.autoencoder, help="autoencoder, or latent (Diff-AE's latent DDIM, after stage 1)"),
     ckpt_every: int = typer.Option(500, help="steps between checkpoints"),
-    limit: Optional[int] = typer.Option(None, help="train on the first N training images only"),
+    train_limit: Optional[int] = typer.Option(None, "--train-limit", help="train on the first N training images only"),
+    limit: Optional[int] = typer.Option(None, "--limit", hidden=True, help="deprecated: --train-limit"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     numeric_mode: str = typer.Option("fp32", help="network precision of the loss: fp32, fp32-cl, bf16, bf16-cl (recorded)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the loss (slow to start; recorded)"),
@@ -44,6 +88,10 @@ def train(
     log_every: Optional[int] = typer.Option(None, help="steps between loss reads (default: 1 on CPU, 50 on CUDA)"),
     diag_every: int = typer.Option(500, help="steps between high-t x0 checks (x0_diagnostic.jsonl; 0: off)"),
     max_seconds: Optional[float] = typer.Option(None, help="stop cleanly after this much training time (resumable)"),
+    accumulate: int = typer.Option(1, help="micro-batches per step (gradient accumulation; the global batch stays "
+                                           "--batch-size); under torchrun each process takes its share"),
+    workers: Optional[int] = typer.Option(None, help="DataLoader workers decoding image-file data sets ahead "
+                                                     "(default: up to 4; 0: decode in the step)"),
 ):
     """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run.
 
@@ -54,6 +102,12 @@ def train(
     from .numerics import get_mode
     from .train import TrainOptions, train_autoencoder, train_latent
 
+    if model is not None:
+        deprecated("bench train --model (a kind here, a trained model in bench run)", "--kind")
+        kind = model
+    if limit is not None:
+        deprecated("bench train --limit (images per split in bench run)", "--train-limit")
+        train_limit = limit if train_limit is None else train_limit
     if steps is not None and images is not None:
         raise BenchError("give --steps or --images, not both")
     if images is not None:
@@ -63,18 +117,17 @@ def train(
             raise BenchError(f"--images must be a positive integer, got {images}")
         bs = batch_size or PRESETS.get(preset).train.batch_size
         steps = -(-images // bs)
-    opts = TrainOptions(model=model, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
+    opts = TrainOptions(model=kind, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
                         steps=1000 if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, out=out,
-                        ckpt_every=ckpt_every, device=device, train_limit=limit,
+                        ckpt_every=ckpt_every, device=device, train_limit=train_limit, progress=progress_default(quiet),
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
-                        log_every=log_every, diag_every=diag_every, max_seconds=max_seconds)
+                        log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
+                        accumulate=accumulate, **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     from .x0_diagnostic import summary_lines
 
     for line in summary_lines(summary.get("x0_diagnostic")):
         typer.echo(line)
-    if summary.get("x0_diagnostic_unavailable"):
-        typer.echo(f"high-t x0 check skipped: {summary['x0_diagnostic_unavailable']}", err=True)
     speed = f", {summary['images_per_s']:.0f} images/s" if summary["images_per_s"] else ""
     loss = f"{summary['loss_ema']:.4f}" if summary["loss_ema"] is not None else "n/a"
     if summary["interrupted"]:
@@ -90,22 +143,30 @@ def _first_line(doc: str | None) -> str:
 
 
 @app.command("ls")
-def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets")):
+def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets"),
+       fmt: str = typer.Option("text", "--format", help="text or json")):
     """List registered tasks, models, presets or data sets."""
     from .data import DATASETS
-    from .models import get_kind, model_names
+    from .models import MODELS
     from .presets import PRESETS
-    from .registry import Registry
-    from .task import get_task, task_names
+    from .registry import Registry, warn_plugin_errors
+    from .task import TASKS
 
     lists = Registry("list")
-    lists.add("tasks", lambda: [(n, f"v{get_task(n).version}  {get_task(n).description}") for n in task_names()])
-    lists.add("models", lambda: [(n, get_kind(n).description) for n in model_names()])
+    lists.add("tasks", lambda: [(n, f"v{t.version}  {t.description}") for n, t in TASKS.load_all().items()])
+    lists.add("models", lambda: [(n, k.description) for n, k in MODELS.load_all().items()])
     lists.add("presets", lambda: [(n, f"{p.image_size}px, decoder {p.unet.base_channels}ch x {p.unet.channel_mult}, "
                                       f"z_dim {p.encoder.z_dim}") for n, p in ((n, PRESETS.get(n)) for n in PRESETS)])
-    lists.add("datasets", lambda: [(n, _first_line(sys.modules[DATASETS.get(n).__module__].__doc__)) for n in DATASETS])
-    for name, desc in lists.get(what)():
-        typer.echo(f"{name:16s} {desc}")
+    lists.add("datasets", lambda: [(n, _first_line(sys.modules[f.__module__].__doc__)) for n, f in DATASETS.load_all().items()])
+    if fmt not in ("text", "json"):
+        raise BenchError(f"--format must be text or json, got '{fmt}'")
+    items = lists.get(what)()
+    if fmt == "json":
+        typer.echo(json.dumps([{"name": n, "description": d} for n, d in items], indent=1))
+    else:
+        for name, desc in items:
+            typer.echo(f"{name:16s} {desc}")
+    warn_plugin_errors(TASKS, MODELS, DATASETS, PRESETS)  # plugins that cannot be used, by name
 
 
 @app.command()
@@ -115,7 +176,9 @@ def run(
     dataset: Optional[str] = typer.Option(None, help="data set (default: the one the first model was trained on)"),
     data_root: Optional[str] = typer.Option(None, help="folder holding the data set's files"),
     limit: Optional[int] = typer.Option(None, help="at most N images per split for every task (quick runs)"),
-    steps: Optional[str] = typer.Option(None, help="comma-separated T values for tasks that take them, e.g. 10,20"),
+    T: Optional[str] = typer.Option(None, "--T", help="DDIM steps for every task that takes T: comma-separated for "
+                                                     "tasks that sweep T (e.g. 10,20), one value for the others"),
+    steps: Optional[str] = typer.Option(None, "--steps", hidden=True, help="deprecated: --T"),
     seed: int = typer.Option(0, help="seeds noise, probe draws and bootstrap resamples"),
     out: Optional[str] = typer.Option(None, help="run directory for records and figures (default runs/bench/<time>)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
@@ -124,32 +187,54 @@ def run(
     leaderboard: Optional[str] = typer.Option(None, help="append the records' rows to this CSV (e.g. results/leaderboard.csv)"),
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $DIFFAE_BENCH_CACHE or ~/.cache/diffae_bench)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything, store nothing"),
-    fmt: TableFormat = typer.Option(TableFormat.terminal, "--format", help="table format: terminal, markdown, csv, latex"),
-    quiet: bool = typer.Option(False, help="no progress bars"),
+    fmt: OutputFormat = typer.Option(OutputFormat.terminal, "--format", help="terminal, markdown, csv, latex, or json "
+                                                                              "(the records, on stdout)"),
+    quiet: bool = typer.Option(False, help="no progress bars (also off when stderr is not a terminal)"),
+    dataset_args: Optional[str] = typer.Option(None, help="data set loader options, e.g. download=true (MNIST)"),
     all_metrics: bool = typer.Option(False, help="print every metric, not only the main ones (bench table RUN_DIR does too)"),
     numeric_mode: str = typer.Option("auto", help="auto (the measured per-path defaults), fp32, fp32-cl, bf16, bf16-cl, "
                                                   "or per path: decode=bf16,invert=fp32,encode=fp32"),
+    offline: bool = typer.Option(False, "--offline", help="never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1)"),
+    lpips_weights: Optional[str] = typer.Option(None, help="AlexNet backbone file for LPIPS (sha256-checked; bench weights)"),
+    inception_weights: Optional[str] = typer.Option(None, help="torch-fidelity InceptionV3 file for FID (sha256-checked)"),
 ):
     """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
     from .runner import RunOptions, parse_task_options, run as run_tasks
 
+    if steps is not None:
+        if T is not None:
+            raise BenchError("give --T only (--steps is its deprecated name)")
+        typer.echo("warning: --steps is deprecated and goes in the next release; use --T", err=True)
+        T = steps
     try:
-        steps_t = tuple(int(s) for s in steps.split(",")) if steps else None
+        T_values = tuple(int(v) for v in T.split(",")) if T else None
     except ValueError:
-        raise BenchError(f"--steps expects comma-separated integers, got '{steps}'") from None
+        raise BenchError(f"--T expects comma-separated integers, got '{T}'") from None
     opts = RunOptions(tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                       models=tuple(m.strip() for m in model.split(",") if m.strip()), dataset=dataset,
-                      data_root=data_root, limit=limit, steps=steps_t, seed=seed, out=out, device=device,
+                      data_root=data_root, limit=limit, T=T_values, seed=seed, out=out, device=device,
                       batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
-                      task_options=parse_task_options(set_), progress=not quiet, numeric_mode=numeric_mode)
+                      task_options=parse_task_options(set_), progress=progress_default(quiet), numeric_mode=numeric_mode,
+                      dataset_options=parse_dataset_args(dataset_args),
+                      offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights,
+                      command=shlex.join(["bench", *sys.argv[1:]]) if sys.argv else None)
     out_dir, records = run_tasks(opts)
     from .records import record_rows
     from .tables import render, rows_frame
 
-    typer.echo(render(rows_frame([r for rec in records for r in record_rows(rec)]), fmt.value, main_only=not all_metrics))
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps({"run_dir": str(out_dir), "records": records}, indent=1, default=str))
+    else:
+        rows = rows_frame([r for rec in records for r in record_rows(rec)])
+        typer.echo(render(rows, fmt.value, main_only=not all_metrics))
+    # Each distinct note once, with the (task / model) pairs it came from.
+    notes: dict[str, list[str]] = {}
     for rec in records:
         for note in rec["notes"]:
-            typer.echo(f"note [{rec['task']['name']} / {rec['model']['label']}]: {note}", err=True)
+            notes.setdefault(note, []).append(f"{rec['task']['name']} / {rec['model']['label']}")
+    for note, where in notes.items():
+        shown = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
+        typer.echo(f"note [{shown}]: {note}", err=True)
     hits = sum(r["cache"]["hits"] for r in records)
     misses = sum(r["cache"]["misses"] for r in records)
     wall = sum(r["wall_s"] for r in records)
@@ -215,6 +300,14 @@ def demo(
 from .cli_results import register as _register_results  # noqa: E402  (table, compare, leaderboard)
 
 _register_results(app)
+
+from .cli_weights import register as _register_weights  # noqa: E402  (weights download|verify|path)
+
+_register_weights(app)
+
+from .cli_report import register as _register_report  # noqa: E402  (report)
+
+_register_report(app)
 
 
 CRASH_EXIT_CODE = 70  # EX_SOFTWARE: a bug, distinct from "regression" (1) and "bad input / incomparable" (2)

@@ -8,11 +8,14 @@ can tell "worse" from "could not compare".
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from .errors import BenchError
 
 
 class TableFormat(str, Enum):
@@ -20,6 +23,16 @@ class TableFormat(str, Enum):
     markdown = "markdown"
     csv = "csv"
     latex = "latex"
+
+
+class OutputFormat(str, Enum):
+    """A table format, or json (machine-readable) for the commands that produce results."""
+
+    terminal = "terminal"
+    markdown = "markdown"
+    csv = "csv"
+    latex = "latex"
+    json = "json"
 
 
 class CIStyle(str, Enum):
@@ -51,12 +64,18 @@ def register(app: typer.Typer) -> None:
         main_only: bool = typer.Option(False, "--main-only", help="only the main metrics"),
         task: Optional[str] = typer.Option(None, "--task", help="only this task"),
         ci: CIStyle = typer.Option(CIStyle.pm, "--ci", help="pm: value ± half-width; interval: value [lo, hi]"),
-        out: Optional[str] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
+        output: Optional[str] = typer.Option(None, "--output", "-o", help="write to this file instead of stdout"),
+        out: Optional[str] = typer.Option(None, "--out", hidden=True, help="deprecated: --output"),
     ):
         """Results as a table: one row per (data set, model), one column per metric (csv: the long rows)."""
         from .tables import load_rows, render
 
-        _write_or_echo(render(load_rows(paths), fmt.value, main_only=main_only, task=task, ci_style=ci.value), out)
+        if out is not None:
+            typer.echo("warning: bench table --out is deprecated (--out names a directory elsewhere); use -o/--output",
+                       err=True)
+            output = output or out
+
+        _write_or_echo(render(load_rows(paths), fmt.value, main_only=main_only, task=task, ci_style=ci.value), output)
 
     @app.command("compare")
     def compare(
@@ -65,26 +84,39 @@ def register(app: typer.Typer) -> None:
         tolerance: float = typer.Option(0.0, "--tolerance", help="extra slack beyond the baseline's CI"),
         baseline_model: Optional[str] = typer.Option(None, "--baseline-model",
                                                      help="compare every new model against this baseline model"),
+        fmt: str = typer.Option("text", "--format", help="text or json (the rows and the verdict)"),
     ):
         """Regression gate: exit 1 if a main metric got worse beyond the baseline's CI (+ tolerance), 2 if incomparable."""
         from .compare import compare_rows, format_diff, verdict
         from .tables import load_rows
 
+        if fmt not in ("text", "json"):
+            raise BenchError(f"--format must be text or json, got '{fmt}'")
         diff, n_regressions = compare_rows(load_rows(new), load_rows([baseline]), tolerance, baseline_model)
-        typer.echo(format_diff(diff))
-        typer.echo(verdict(diff, n_regressions, tolerance))
+        if fmt == "json":
+            typer.echo(json.dumps({"regressions": n_regressions, "tolerance": tolerance,
+                                   "verdict": verdict(diff, n_regressions, tolerance),
+                                   "rows": json.loads(diff.to_json(orient="records"))}, indent=1))
+        else:
+            typer.echo(format_diff(diff))
+            typer.echo(verdict(diff, n_regressions, tolerance))
         if n_regressions:
             raise typer.Exit(1)
 
     @app.command("leaderboard")
     def leaderboard(
         paths: List[str] = typer.Argument(..., help="record files and run directories (the records are the truth)"),
-        out: str = typer.Option("results/leaderboard.csv", "--out", help="leaderboard CSV to (re)write"),
+        output: str = typer.Option("results/leaderboard.csv", "--output", "-o", help="leaderboard CSV to (re)write"),
+        out: Optional[str] = typer.Option(None, "--out", hidden=True, help="deprecated: --output"),
         markdown: Optional[str] = typer.Option(None, "--markdown", help="also write the main metrics as Markdown"),
     ):
         """Regenerate a leaderboard CSV (and Markdown) from result records."""
+        if out is not None:
+            typer.echo("warning: bench leaderboard --out is deprecated (--out names a directory elsewhere); "
+                       "use -o/--output", err=True)
+            output = out
         from .leaderboard import build_leaderboard
 
-        rows = build_leaderboard(paths, out, markdown)
-        typer.echo(f"{out}: {rows['record_id'].nunique()} records, {len(rows)} rows"
+        rows = build_leaderboard(paths, output, markdown)
+        typer.echo(f"{output}: {rows['record_id'].nunique()} records, {len(rows)} rows"
                    + (f"; {markdown}" if markdown else ""))

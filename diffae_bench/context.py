@@ -12,6 +12,7 @@ checkpoint never is.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +21,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from . import distributed as dist
 from . import rng
 from .cache import Cache
 from .checkpoint import state_dict_sha256
 from .data import ImageDataset, load_dataset
 from .errors import DataError
-from .interface import DiffusionAutoencoder
+from .models.base import DiffusionAutoencoder
+
+
+SAMPLE_CHUNK = 1024  # samples per cache entry (a multiple of any power-of-two batch size up to 1024)
 
 
 def model_code_hash(model: DiffusionAutoencoder) -> str:
@@ -66,6 +71,7 @@ class EvalContext:
     model: DiffusionAutoencoder  # the model under test (eval mode, on `device`)
     dataset_name: str  # registry name of the data set
     data_root: str | None = None  # folder of the data set's files (None: the usual places)
+    dataset_options: dict = field(default_factory=dict)  # loader options (bench run --dataset-args)
     seed: int = 0  # seeds every random draw a task makes (noise x_T, probe splits, bootstrap)
     limit: int | None = None  # cap on images per split (CLI --limit), applied to every request
     batch_size: int = 64  # images per network batch
@@ -74,11 +80,11 @@ class EvalContext:
     figure_prefix: str = ""  # file-name prefix for this (task, model, data set)
     progress: bool = True  # tqdm bars on long loops
     numeric_mode: str = "fp32"  # recorded with every number and in every cache key
-    pretrained_weights: dict = field(default_factory=dict)  # name -> {path, sha256} of weights used
     used: dict = field(default_factory=dict)  # split -> images this task used (for the record)
     _data: dict = field(default_factory=dict, repr=False)  # (split, size) -> ImageDataset, shared across tasks
     _fingerprint: str | None = field(default=None, repr=False)
     _model_key: str | None = field(default=None, repr=False)
+    _scratch: str | None = field(default=None, repr=False)  # figures of ranks other than 0 (thrown away)
 
     # -- identity -------------------------------------------------------------
     @property
@@ -103,7 +109,7 @@ class EvalContext:
         """The split at the model's resolution (loaded once per context)."""
         c, h, _ = self.model.image_shape
         if (split, h) not in self._data:
-            ds = load_dataset(self.dataset_name, split, root=self.data_root, image_size=h)
+            ds = load_dataset(self.dataset_name, split, root=self.data_root, image_size=h, **self.dataset_options)
             if ds.image_shape[0] != c:
                 raise DataError(f"data set {self.dataset_name} has {ds.image_shape[0]} channels but the model takes {c}")
             self._data[(split, h)] = ds
@@ -136,31 +142,51 @@ class EvalContext:
                 "numeric_mode": self.numeric_mode, **extra}
 
     def batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
-        """fn over batches of the inputs (first n rows), outputs concatenated on the CPU."""
-        outs = []
-        starts = range(0, n, self.batch_size)
-        bar = tqdm(starts, desc=desc, unit="batch", disable=not self.progress, leave=False, dynamic_ncols=True)
-        for s in bar:
+        """fn over batches of the inputs (first n rows), outputs concatenated on the CPU.
+
+        Under torchrun each rank computes a contiguous block of the batches and
+        every rank gets all rows (diffae_bench.distributed): the batches are the
+        same as in one process, so the outputs are too.
+        """
+        def one(s: int) -> torch.Tensor:
             args = [x[s:s + self.batch_size].to(self.device) for x in inputs]
-            outs.append(fn(*args).float().cpu())
-        return torch.cat(outs)
+            return fn(*args)
+
+        return self.map_batches(desc, range(0, n, self.batch_size), one)
+
+    def map_batches(self, desc: str, starts: range, fn) -> torch.Tensor:
+        """fn(start) for every batch start, without grad, concatenated in order on the CPU (sharded under torchrun)."""
+        mine = [starts[i] for i in dist.shard(len(starts))]
+        outs = []
+        for s in tqdm(mine, desc=desc, unit="batch", disable=not (self.progress and dist.is_main()), leave=False,
+                      dynamic_ncols=True):
+            with torch.no_grad():  # inference only, whatever the model's own methods say
+                outs.append(fn(s).float().cpu())
+        local = torch.cat(outs) if outs else None
+        return dist.gather_cat(local) if dist.active() else local
 
     def codes(self, split: str, n: int) -> dict[str, torch.Tensor]:
-        """model.representations() of the first n images: {} for a model without a semantic code."""
-        if not self.model.has_semantic_latent:
+        """The model's declared representations (model.codes) of the first n images: {name: (n, dim)}; {} without."""
+        specs = self.model.codes
+        if not specs:
             return {}
 
         def compute():
-            x = self.images(split, n)
-            first = self.model.representations(x[:1].to(self.device))  # names and widths of the codes
             stacked = self.batched(f"encode {split}", n,
-                                    lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1), x)
-            parts = stacked.split([v.shape[1] for v in first.values()], dim=1)
+                                   lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1),
+                                   self.images(split, n))
+            parts = stacked.split([r.dim for r in specs], dim=1)
             # "00/soft": the cache file sorts names, the prefix keeps the model's order (tasks iterate over it)
-            return {f"{i:02d}/{name}": v for i, (name, v) in enumerate(zip(first, parts))}
+            return {f"{i:02d}/{r.name}": v for i, (r, v) in enumerate(zip(specs, parts))}
 
         stored = self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
         return {k.split("/", 1)[1]: stored[k] for k in sorted(stored)}
+
+    def path_code(self, split: str, n: int) -> torch.Tensor:
+        """The representation the model's latent_paths() walks (declared interpolate=True; default the first)."""
+        specs = self.model.codes
+        name = next((r.name for r in specs if r.interpolate), specs[0].name)
+        return self.codes(split, n)[name]
 
     def z(self, split: str, n: int) -> torch.Tensor:
         """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""
@@ -212,73 +238,64 @@ class EvalContext:
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
         return self.cache.get_or_compute("recon", self.cache_key(split, n, **extra), compute)["x0"]
 
+    def _prior_train_codes(self) -> tuple[int, torch.Tensor | None]:
+        """(n, encode() of the first n training images) for a prior derived from data; (0, None) otherwise."""
+        prior = self.model.prior
+        if prior is None or not prior.uses_train_codes:
+            return 0, None
+        n = self.n_images("train", 10_000)
+        return n, self.z("train", n)
+
+    def sample_codes(self, n: int, T_latent: int, generator: rng.Generator = None) -> torch.Tensor:
+        """n codes from the model's latent prior (not cached), on the CPU."""
+        _, train_codes = self._prior_train_codes()
+        with torch.no_grad():
+            return self.model.sample_latent(n, T_latent, generator, train_codes).float().cpu()
+
     def samples(self, n: int, T: int, T_latent: int = 100) -> torch.Tensor:
         """n unconditional samples (z from the model's latent prior, x_T ~ N(0, I), T-step decoding).
 
         Sample i is seeded by (seed, "samples", i), so the same run draws the
-        same images on any device and with any batch size; models whose prior is derived from data (fit_prior) are
-        given the training codes first, so the key includes the training data.
+        same images on any device and with any batch size. A prior derived from data
+        (prior.uses_train_codes) is handed encode() of the train split, so the key includes those data.
         """
-        n_prior = self.n_images("train", 10_000) if self.model.prior_needs_train_codes() else 0
+        n_prior = self._prior_train_codes()[0]
+        base = {"model": self.model_key, "T": T, "T_latent": T_latent, "seed": self.seed,
+                "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
+                "prior_data": self.cache_key("train", n_prior) if n_prior else None}
 
-        def compute():
-            if n_prior:
-                self.model.fit_prior(self.z("train", n_prior).to(self.device))
-            outs = []
-            for s in tqdm(range(0, n, self.batch_size), desc=f"sample T={T}", disable=not self.progress, leave=False):
-                e = min(s + self.batch_size, n)
-                # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
-                g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
-                outs.append(self.model.sample(e - s, T, T_latent, generator=g).float().cpu())
-            return {"x0": torch.cat(outs)}
+        def chunk(start: int, stop: int) -> torch.Tensor:
+            def compute():
+                train_codes = self._prior_train_codes()[1]
 
-        key = {"model": self.model_key, "n": n, "T": T, "T_latent": T_latent, "seed": self.seed,
-               "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
-               "prior_data": self.cache_key("train", n_prior) if n_prior else None}
-        return self.cache.get_or_compute("samples", key, compute)["x0"]
+                def one(s: int) -> torch.Tensor:
+                    e = min(s + self.batch_size, stop)
+                    # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
+                    g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
+                    return self.model.sample(e - s, T, T_latent, generator=g, train_codes=train_codes)
 
-    def lpips(self, notes: list[str]):
-        """The LPIPS scorer (its weights' sha256 recorded), or None with the reason added to notes."""
-        from .lpips_metric import get_lpips, lpips_unavailable_reason
+                return {"x0": self.map_batches(f"sample T={T} [{start}:{stop}]", range(start, stop, self.batch_size), one)}
 
-        reason = lpips_unavailable_reason()
-        if reason:
-            notes.append(reason)
-            return None
-        fn = get_lpips(str(self.device))
-        self.pretrained_weights.update(fn.weights)
-        return fn
+            return self.cache.get_or_compute("samples", {**base, "start": start, "stop": stop}, compute)["x0"]
+
+        # Cached in chunks of SAMPLE_CHUNK samples: an interrupted long run resumes at its last
+        # finished chunk, and a later, larger n reuses every complete chunk of a smaller one.
+        return torch.cat([chunk(a, min(a + SAMPLE_CHUNK, n)) for a in range(0, n, SAMPLE_CHUNK)])
 
     # -- figures ---------------------------------------------------------------------
     def figure_path(self, name: str) -> Path | None:
         """Where to save a figure (None when the run keeps no figures)."""
         if self.out_dir is None:
             return None
+        if not dist.is_main():
+            # Under torchrun every rank runs the same code (a figure may need cached model outputs,
+            # whose computation is collective); rank 0's figures are kept, the others' thrown away.
+            if self._scratch is None:
+                self._scratch = tempfile.mkdtemp(prefix="diffae_bench_rank_figures_")
+            return Path(self._scratch) / f"{self.figure_prefix}{name}"
         return Path(self.out_dir) / f"{self.figure_prefix}{name}"
 
     # -- Frechet distances ----------------------------------------------------------
-    def feature_spaces(self, feature_net, notes: list[str], inception: bool = True) -> list:
-        """fd_cnn (always; its net trained once per data set and config) and FID where InceptionV3 exists.
-
-        feature_net: a frechet.FeatureNetConfig. The networks' hashes and
-        accuracy go into the record's pretrained_weights.
-        """
-        from . import frechet
-
-        net, info = frechet.cached_feature_net(self.dataset("train"), self.dataset("test"), feature_net, self.cache,
-                                               self.progress)
-        spaces = [frechet.cnn_space(net, info, self.device)]
-        self.pretrained_weights[f"fd_cnn_{self.dataset_name}"] = info
-        if inception:
-            reason = frechet.inception_unavailable_reason()
-            if reason:
-                notes.append(reason)
-            else:
-                space = frechet.inception_space(self.device)
-                self.pretrained_weights["fid_inception_v3"] = space.info
-                spaces.append(space)
-        return spaces
-
     def real_features(self, space, split: str, n: int) -> torch.Tensor:
         """float64 features of the first n images of a split, cached by data hash and the network's hash."""
         from .frechet import extract

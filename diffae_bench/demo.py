@@ -48,8 +48,8 @@ def run_demo(preset: str = "tiny", steps: int = 1500, latent_steps: int = 1000, 
     print("[3/3] evaluating: reconstruction and linear probes on held-out images")
     run_dir, records = run(RunOptions(
         tasks=("reconstruction", "linear_probe"), models=(str(model_dir),), out=str(out_dir / "eval"), device=device,
-        task_options={"reconstruction": {"n_images": 64, "steps": (10, 20, 50)},
-                      "linear_probe": {"n_train": 1000, "n_test": 500, "x_T_steps": 10}}))
+        task_options={"reconstruction": {"n_images": 64, "T": (10, 20, 50)},
+                      "linear_probe": {"n_train": 1000, "n_test": 500, "T": 10}}))
     print()
     print(render(rows_frame([r for rec in records for r in record_rows(rec)]), "terminal", main_only=True))
     for rec in records:

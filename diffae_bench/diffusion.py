@@ -125,7 +125,7 @@ def _x0_and_eps(
 
 @torch.no_grad()
 def ddim_sample(
-    eps_fn: EpsFn, x_T: torch.Tensor, sched: Respacing, clip_x0: bool = True, progress: Callable | None = None
+    eps_fn: EpsFn, x_T: torch.Tensor, sched: Respacing, clip_x0: bool = True
 ) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from x_T at the last kept step down to x0.
 
@@ -135,8 +135,7 @@ def ddim_sample(
     """
     x = x_T
     ab = sched.alpha_bar.to(x.device)
-    order = range(sched.T - 1, -1, -1)
-    for i in progress(order) if progress else order:
+    for i in range(sched.T - 1, -1, -1):
         a = ab[i]
         a_prev = ab[i - 1] if i > 0 else torch.ones((), dtype=ab.dtype, device=ab.device)
         x0, eps = _x0_and_eps(eps_fn, x, int(sched.steps[i]), a, clip_x0)
@@ -147,7 +146,7 @@ def ddim_sample(
 
 @torch.no_grad()
 def ddim_invert(
-    eps_fn: EpsFn, x0: torch.Tensor, sched: Respacing, clip_x0: bool = True, progress: Callable | None = None
+    eps_fn: EpsFn, x0: torch.Tensor, sched: Respacing, clip_x0: bool = True
 ) -> torch.Tensor:
     """DDIM run backwards, t = 0 -> T-1 over the kept steps: the stochastic encoder.
 
@@ -158,8 +157,7 @@ def ddim_invert(
     """
     x = x0
     ab = sched.alpha_bar.to(x.device)
-    order = range(sched.T)
-    for i in progress(order) if progress else order:
+    for i in range(sched.T):
         a = ab[i]
         a_next = ab[i + 1] if i + 1 < sched.T else torch.zeros((), dtype=ab.dtype, device=ab.device)
         x0_hat, eps = _x0_and_eps(eps_fn, x, int(sched.steps[i]), a, clip_x0)

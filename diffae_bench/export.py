@@ -43,13 +43,13 @@ def _ema_only(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str,
 def train_commands(config: dict, steps: int, latent_meta: dict | None, out: str) -> list[str]:
     """The `bench train` command line(s) that give this run's weights: its options, with the steps it reached."""
     o = config["options"]
-    cmd = [f"bench train --model {o['model']} --preset {o['preset']} --dataset {o['dataset']}"]
+    cmd = [f"bench train --kind {o['model']} --preset {o['preset']} --dataset {o['dataset']}"]
     if o.get("data_root"):
         cmd.append(f"--data-root {o['data_root']}")
     if o.get("image_size"):
         cmd.append(f"--image-size {o['image_size']}")
     cmd.append(f"--steps {steps} --seed {o['seed']}")
-    for flag, key in (("--batch-size", "batch_size"), ("--lr", "lr"), ("--limit", "train_limit")):
+    for flag, key in (("--batch-size", "batch_size"), ("--lr", "lr"), ("--train-limit", "train_limit")):
         if o.get(key) is not None:
             cmd.append(f"{flag} {o[key]}")
     cmd.append(f"--out {out}")

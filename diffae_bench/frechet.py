@@ -2,8 +2,8 @@
 
 Two feature spaces, never confused with each other (PROTOCOL "FID and LPIPS offline"):
   fid     torch-fidelity's InceptionV3 ("inception-v3-compat", 2048-d pool features): the
-          real FID, computed only where weights-inception-2015-12-05-6726825d.pth lies in
-          $TORCH_HOME/hub/checkpoints/ (nothing is downloaded).
+          real FID, computed only where torch-fidelity's published file (checked by its sha256,
+          diffae_bench.weights) is in $TORCH_HOME/hub/checkpoints/ or given by --inception-weights.
   fd_cnn  the penultimate features of a small CNN the suite trains on the data set's own
           labels (class column + binary attributes), the usual practice for MNIST-like data.
           Trained deterministically from a seed, cached by the data's content hash and the
@@ -22,6 +22,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,13 +34,15 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor
 from tqdm import tqdm
 
-from .cache import Cache
-from .checkpoint import file_sha256, state_dict_sha256
+from .checkpoint import state_dict_sha256
 from .data import ImageDataset, unit_to_uint8
 from .errors import DataError
-from .lpips_metric import hub_checkpoint_dir, missing_hub_weights
+from . import weights as W
 
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's converted TF InceptionV3
+if TYPE_CHECKING:  # the cache imports this module (for its weights file names)
+    from .cache import Cache
+
+INCEPTION_FILE = W.KNOWN["inception"].file  # torch-fidelity's converted TF InceptionV3
 CNN_EXTRACTOR = "diffae-bench-cnn"  # our extractor's name in torch-fidelity's registry
 FEATURE_NET_VERSION = 1  # bump when the architecture or training recipe changes
 
@@ -239,7 +242,8 @@ if CNN_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
 
 
 def inception_unavailable_reason() -> str | None:
-    return missing_hub_weights(INCEPTION_FILE, "FID", "InceptionV3 weights", "torch-fidelity's file")
+    """None when FID can be computed here (torch-fidelity's published file is found), else one line saying why not."""
+    return W.unavailable_reason("inception")
 
 
 @dataclass
@@ -263,12 +267,12 @@ def cnn_space(net: SmallCNN, info: dict, device: torch.device) -> FeatureSpace:
 
 
 def inception_space(device: torch.device) -> FeatureSpace:
-    """torch-fidelity's InceptionV3 from the local file (call only when inception_unavailable_reason() is None)."""
-    path = hub_checkpoint_dir() / INCEPTION_FILE
+    """torch-fidelity's InceptionV3 from the verified local file (FileNotFoundError with the reason when there is none)."""
+    path = W.verified_path("inception")
     ext = create_feature_extractor("inception-v3-compat", ["2048"], cuda=False, verbose=False,
                                    feature_extractor_weights_path=str(path))
     return FeatureSpace("fid", ext.to(device), "2048",
-                        {"network": "InceptionV3 (torch-fidelity)", "path": str(path), "sha256": file_sha256(path)}, 3)
+                        {"network": "InceptionV3 (torch-fidelity)", "path": str(path), "sha256": W.cached_sha256(path)}, 3)
 
 
 @torch.no_grad()
@@ -347,3 +351,23 @@ def frechet_distance_eig(fa: torch.Tensor, fb: torch.Tensor) -> float:
     eig = np.linalg.eigvalsh(root_b @ a["sigma"] @ root_b)
     return float(((a["mu"] - sb["mu"]) ** 2).sum() + np.trace(a["sigma"]) + np.trace(sb["sigma"])
                  - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+def feature_spaces(ctx, feature_net: FeatureNetConfig, result, inception: bool = True) -> list[FeatureSpace]:
+    """fd_cnn (always; its net trained once per data set and config) and FID where InceptionV3 exists.
+
+    ctx: the task's EvalContext (data, cache, device). The networks' hashes
+    and accuracy go into result.pretrained_weights; a missing InceptionV3 into result.notes.
+    """
+    net, info = cached_feature_net(ctx.dataset("train"), ctx.dataset("test"), feature_net, ctx.cache, ctx.progress)
+    spaces = [cnn_space(net, info, ctx.device)]
+    result.pretrained_weights[f"fd_cnn_{ctx.dataset_name}"] = info
+    if inception:
+        reason = inception_unavailable_reason()
+        if reason:
+            result.notes.append(reason)
+        else:
+            space = inception_space(ctx.device)
+            result.pretrained_weights["fid_inception_v3"] = space.info
+            spaces.append(space)
+    return spaces

@@ -19,10 +19,10 @@ from filelock import FileLock
 from .checkpoint import atomic_write_bytes
 from .errors import BenchError
 from .records import find_records, load_record, record_rows
-from .tables import records_under, read_rows_csv, render, rows_frame, rows_to_csv, sort_rows
+from .tables import LEGEND, records_under, read_rows_csv, render, rows_frame, rows_to_csv, sort_rows
 
 MARKDOWN_HEADER = ("# Leaderboard\n\nGenerated from result records by `bench leaderboard`; do not edit by hand.\n"
-                   "Main metrics only; `bench table` shows all of them.\n\n")
+                   "Main metrics only, one section per data set; `bench table` shows all of them.\n\n")
 
 
 @contextmanager
@@ -85,5 +85,17 @@ def build_leaderboard(record_paths_or_dirs, csv_path: str | Path, markdown_path:
     with _locked(csv_path):
         _write_text(csv_path, rows_to_csv(rows))
     if markdown_path is not None:
-        _write_text(Path(markdown_path), MARKDOWN_HEADER + render(rows, "markdown", main_only=True))
+        _write_text(Path(markdown_path), MARKDOWN_HEADER + markdown_by_dataset(rows))
     return rows
+
+
+def markdown_by_dataset(rows: pd.DataFrame) -> str:
+    """Main metrics as Markdown, one section per data set, so each table has only its own data set's columns
+    (MNIST rows no longer carry shapes' attribute columns as "-"); the legend once at the end."""
+    legend = f"\n\n{LEGEND}\n"
+    sections = []
+    for dataset in sorted(set(rows["dataset"])):
+        text = render(rows[rows["dataset"] == dataset], "markdown", main_only=True)
+        body = text[:-len(legend)] if text.endswith(legend) else text
+        sections.append(f"## {dataset}\n\n{body}")  # render's "### task (vN)" sections sit under it
+    return "\n\n".join(sections) + legend

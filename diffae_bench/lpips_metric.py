@@ -1,10 +1,10 @@
 """LPIPS (Zhang et al. 2018), AlexNet backbone, inputs in [-1, 1] (PROTOCOL "Metrics, exactly").
 
 The `lpips` package ships its learned linear heads (lpips/weights/v0.1/alex.pth)
-but takes the AlexNet backbone from torchvision, which would download
-`alexnet-owt-7be5be79.pth` into `$TORCH_HOME/hub/checkpoints/`. Nothing can be
-downloaded on these machines, so the backbone is loaded only from that cache:
-when the file is absent LPIPS is unavailable, tasks leave its column empty
+but takes the AlexNet backbone from torchvision (`alexnet-owt-7be5be79.pth` in
+`$TORCH_HOME/hub/checkpoints/`). diffae_bench.weights finds it (or the file given
+by --lpips-weights), fetches it where allowed, and checks its published sha256;
+when there is no such file LPIPS is unavailable, tasks leave its column empty
 and say why, and no other network is ever reported under the name LPIPS.
 """
 
@@ -16,27 +16,15 @@ from pathlib import Path
 
 import torch
 
+from . import weights as W
 from .checkpoint import file_sha256
 
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet (IMAGENET1K_V1)
-
-
-def hub_checkpoint_dir() -> Path:
-    """$TORCH_HOME/hub/checkpoints (torch.hub's own resolution of TORCH_HOME / XDG_CACHE_HOME)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def missing_hub_weights(filename: str, metric: str, what: str, origin: str) -> str | None:
-    """None when a weights file is in the torch hub cache, else one line saying what is missing and where."""
-    path = hub_checkpoint_dir() / filename
-    if path.is_file():
-        return None
-    return f"{metric} not computed: {what} {filename} not found in {path.parent} ({origin}; copy it there to enable {metric})"
+ALEXNET_FILE = W.KNOWN["alexnet"].file  # torchvision's ImageNet AlexNet (IMAGENET1K_V1)
 
 
 def lpips_unavailable_reason() -> str | None:
-    """None when LPIPS can be computed here, else one line saying what is missing and where."""
-    return missing_hub_weights(ALEXNET_FILE, "LPIPS", "AlexNet backbone weights", "torchvision's ImageNet AlexNet")
+    """None when LPIPS can be computed here (the published AlexNet file is found), else one line saying why not."""
+    return W.unavailable_reason("alexnet")
 
 
 class LPIPS:
@@ -45,10 +33,7 @@ class LPIPS:
     def __init__(self, device: torch.device | str = "cpu"):
         import lpips  # imported here: it prints on construction and is not needed otherwise
 
-        reason = lpips_unavailable_reason()
-        if reason:
-            raise FileNotFoundError(reason)
-        backbone_path = hub_checkpoint_dir() / ALEXNET_FILE
+        backbone_path = W.verified_path("alexnet")  # FileNotFoundError with the reason: absent, or not the published file
         # pnet_rand=True: build AlexNet without torchvision's download; the
         # learned linear heads (pretrained=True) come from the lpips package.
         with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=` argument
@@ -63,7 +48,7 @@ class LPIPS:
         self.net = net.eval().requires_grad_(False).to(device)
         self.device = torch.device(device)
         heads = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
-        self.weights = {"lpips_alexnet_backbone": {"path": str(backbone_path), "sha256": file_sha256(backbone_path)},
+        self.weights = {"lpips_alexnet_backbone": {"path": str(backbone_path), "sha256": W.cached_sha256(backbone_path)},
                         "lpips_linear_heads_v0.1": {"path": str(heads), "sha256": file_sha256(heads)}}
 
     @torch.no_grad()
@@ -79,8 +64,27 @@ class LPIPS:
 
 
 @lru_cache(maxsize=2)
+def _shared(device: str, path: str, sha256: str) -> LPIPS:
+    return LPIPS(device)
+
+
 def get_lpips(device: str = "cpu") -> LPIPS | None:
-    """A shared LPIPS scorer, or None when its weights are absent (see lpips_unavailable_reason)."""
+    """A shared LPIPS scorer (one per device and backbone file), or None when its weights are not usable here."""
     if lpips_unavailable_reason():
         return None
-    return LPIPS(device)
+    info = W.record_info("alexnet")
+    return _shared(device, info["path"], info["sha256"])
+
+
+def lpips_scorer(device: torch.device | str, result) -> LPIPS | None:
+    """The LPIPS scorer for a task, its weights recorded in result.pretrained_weights.
+
+    None, with the reason in result.notes, where the weights are absent.
+    """
+    reason = lpips_unavailable_reason()
+    if reason:
+        result.notes.append(reason)
+        return None
+    fn = get_lpips(str(device))
+    result.pretrained_weights.update(fn.weights)
+    return fn

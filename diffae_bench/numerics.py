@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -190,7 +190,7 @@ def to_memory_format(x: torch.Tensor, mode: str) -> torch.Tensor:
     return x
 
 
-# Interface methods by path. sample() goes through decode() (and sample_latent,
+# Model methods by path. sample() goes through decode() (and the latent prior,
 # the small latent MLP, stays fp32); representations() is the encode path.
 _METHODS = {"decode": ("decode",), "invert": ("encode_stochastic",), "encode": ("encode", "representations")}
 
@@ -228,8 +228,3 @@ def apply_numeric_modes(model: torch.nn.Module, modes: PathModes) -> torch.nn.Mo
     model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
     object.__setattr__(model, "numeric_modes", modes)
     return model
-
-
-def train_modes(mode: str) -> PathModes:
-    """A PathModes for `bench train --numeric-mode` (validated)."""
-    return replace(PathModes(), train=get_mode(mode).name)

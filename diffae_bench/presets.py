@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 from dataclasses import dataclass
 
 from .nets import EncoderConfig, LatentMLPConfig, UNetConfig
@@ -21,11 +22,13 @@ class TrainConfig:
     lr: float = 1e-4  # Adam learning rate (paper: 1e-4, no weight decay)
     ema_decay: float = 0.9999  # EMA of the weights used for evaluation (paper: 0.9999)
     grad_clip: float = 1.0  # global grad-norm clip, as in the reference code
-    warmup_steps: int = 0  # linear LR warm-up
     latent_batch_size: int = 512  # latent DDIM batch (paper Table 6: 512 on CelebA)
     latent_lr: float = 1e-4  # latent DDIM learning rate (paper: 1e-4)
     latent_weight_decay: float = 0.0  # AdamW weight decay for the latent DDIM (paper CelebA: 0.01)
     latent_ema_decay: float = 0.999  # EMA of the latent DDIM weights
+
+    # Stored by checkpoints before issue 14, never read by any trainer: ignored when read back.
+    DROPPED_FIELDS: ClassVar[tuple] = ("warmup_steps",)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Preset:
         )
 
 
-PRESETS: Registry[Preset] = Registry("preset")
+PRESETS: Registry[Preset] = Registry("preset", group="diffae_bench.presets")  # other packages: entry points
 
 PRESETS.add("tiny", Preset(
     name="tiny",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_json
 from .errors import BenchError
+from .task import RENAMED_OPTIONS
 
 SCHEMA_VERSION = 1
 
@@ -35,14 +36,26 @@ def data_hash(dataset: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# Options renamed without a change of meaning are hashed under their former
+# names (task.RENAMED_OPTIONS), so a record keeps the config_hash and record_id it had.
+HASHED_AS = {(task, new): old for (task, old), new in RENAMED_OPTIONS.items()}
+
+
+def _hashed_task(task: dict) -> dict:
+    """The record's task section with renamed options under the names they are hashed by."""
+    config = {HASHED_AS.get((task["name"], k), k): v for k, v in task["config"].items()}
+    return {**task, "config": config}
+
+
 def config_hash(record: dict) -> str:
     """Hash of the task's resolved config: rows of differing configs are not comparable."""
-    return hashlib.sha256(json.dumps(record["task"]["config"], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    config = _hashed_task(record["task"])["config"]
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def record_id(record: dict) -> str:
     """Identity of the measurement: same task/config/model/data/seed/mode -> same id."""
-    ident = {"task": record["task"], "model": record["model"]["fingerprint"], "data": data_hash(record["dataset"]),
+    ident = {"task": _hashed_task(record["task"]), "model": record["model"]["fingerprint"], "data": data_hash(record["dataset"]),
              "seed": record["seed"], "numeric_mode": record["numeric_mode"]}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

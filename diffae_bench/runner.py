@@ -8,8 +8,8 @@ Each record is written atomically as soon as its task finishes.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,27 +19,27 @@ from pathlib import Path
 import torch
 
 from . import records as R
+from . import distributed as dist
 from .cache import Cache
 from .checkpoint import atomic_write_json, to_jsonable
 from .context import EvalContext, model_fingerprint
 from .data import DATASETS, load_dataset
 from .device import describe_device, resolve_device
 from .errors import BenchError, DataError
-from .interface import DiffusionAutoencoder
-from .models import MODELS, load_model, model_names
+from .models import MODELS, DiffusionAutoencoder, load_model, model_names
 from .numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
 from .provenance import git_state, library_versions, machine
-from .task import get_task
+from .task import T_override, get_task, takes_T
 
 
 @dataclass(frozen=True)
 class RunOptions:
     tasks: tuple[str, ...]  # task names (bench ls tasks)
-    models: tuple[str, ...]  # run directories / checkpoint files from `bench train`, or module:factory
+    models: tuple  # run directories / checkpoint files, committed reference names, module:factory, or model objects
     dataset: str | None = None  # data set name; None = the one the (first) model was trained on
     data_root: str | None = None  # folder of the data set's files
     limit: int | None = None  # cap on images per split for every task (quick runs, CI)
-    steps: tuple[int, ...] | None = None  # T values for tasks that take a list of them
+    T: tuple[int, ...] | None = None  # DDIM steps for every task that takes T (task.T_override)
     seed: int = 0  # seeds noise, probe draws and bootstrap resamples
     out: str | None = None  # run directory; default runs/bench/<UTC time>
     device: str = "auto"  # auto, cpu, cuda, cuda:N
@@ -50,6 +50,12 @@ class RunOptions:
     task_options: dict = field(default_factory=dict)  # {task: {field: value}} overrides of task configs
     progress: bool = True  # progress bars
     numeric_mode: str = "auto"  # auto = numerics.default_modes(device); a mode name; or decode=..,invert=..,encode=..
+    dataset_options: dict = field(default_factory=dict)  # loader options, e.g. {"download": True} (--dataset-args)
+    write: bool = True  # False: keep records in memory only (no run directory, figures or leaderboard rows)
+    command: str | None = None  # the command line that started the run (recorded in run.json)
+    offline: bool = False  # never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1); diffae_bench.weights
+    lpips_weights: str | None = None  # AlexNet backbone file to use instead of torch.hub's cache (sha256-checked)
+    inception_weights: str | None = None  # torch-fidelity InceptionV3 file likewise
 
 
 @dataclass
@@ -59,9 +65,23 @@ class LoadedModel:
     info: dict  # what the record says about the model
 
 
-def load_model_spec(spec: str, device: torch.device) -> LoadedModel:
-    """A run directory / checkpoint file, or `module:factory` returning a DiffusionAutoencoder."""
+REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "models"  # in a source checkout
+
+
+def load_model_spec(spec, device: torch.device) -> LoadedModel:
+    """A run directory / checkpoint file, a committed reference's name, `module:factory`, or a model object."""
+    if isinstance(spec, DiffusionAutoencoder):
+        label = getattr(spec, "label", None) or type(spec).__name__
+        return LoadedModel(spec.to(device).eval(), label, {"source": f"in-memory {type(spec).__qualname__}",
+                                                           "checkpoint_sha256": getattr(spec, "checkpoint_sha256", None),
+                                                           "train": {}})
+    if not isinstance(spec, (str, Path)):
+        raise BenchError(f"a model is a run directory, a reference name, module:factory or a DiffusionAutoencoder, "
+                         f"not {type(spec).__name__}")
+    spec = str(spec)
     path = Path(spec)
+    if not path.exists() and "/" not in spec and (REFERENCE_MODELS / spec).is_dir():
+        path = REFERENCE_MODELS / spec  # a committed reference model, e.g. diffae-small-shapes
     if path.exists():
         model = load_model(path, device)
         run_dir = path if path.is_dir() else path.parent
@@ -84,7 +104,7 @@ def load_model_spec(spec: str, device: torch.device) -> LoadedModel:
         return LoadedModel(model.to(device).eval(), spec, {"source": spec, "checkpoint_sha256": None, "train": {}})
     if spec in model_names():
         raise BenchError(f"'{spec}' is a model kind, not a trained model: train one with "
-                         f"`bench train --model {spec} --out DIR` and pass --model DIR")
+                         f"`bench train --kind {spec} --out DIR` and pass --model DIR")
     hint = MODELS.unknown_message(spec).split(";", 1)[1].split("(")[0].strip() if ";" in MODELS.unknown_message(spec) else ""
     raise BenchError(f"no trained model at '{spec}' (not a run directory, checkpoint or module:factory)"
                      + (f"; {hint}" if hint else ""))
@@ -102,9 +122,11 @@ def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
     for name in opts.tasks:
         cls = get_task(name)
         overrides = dict(opts.task_options.get(name, {}))
-        fields = {f.name for f in dataclasses.fields(cls.Config)}
-        if opts.steps is not None and "steps" in fields and "steps" not in overrides:
-            overrides["steps"] = tuple(opts.steps)
+        if opts.T is not None and takes_T(cls) and "T" not in overrides:
+            overrides["T"] = T_override(cls, opts.T)
+        elif opts.T is not None and not takes_T(cls):
+            print(f"note: task {cls.name} takes no T (it runs no DDIM sampler); --T does not apply to it",
+                  file=sys.stderr)
         if opts.limit is not None and opts.limit < cls.min_images:
             raise BenchError(f"task {cls.name}: --limit {opts.limit} leaves too few images; "
                              f"at least {cls.min_images} needed per split")
@@ -127,8 +149,8 @@ def _check_options(opts: RunOptions) -> None:
         raise BenchError(f"--batch-size must be a positive integer, got {opts.batch_size}")
     if opts.seed < 0:  # numpy's generators, which draw probe sets and bootstrap resamples, refuse negative seeds
         raise BenchError(f"--seed must not be negative, got {opts.seed}")
-    if opts.steps is not None and (not opts.steps or min(opts.steps) < 1):
-        raise BenchError(f"--steps expects positive integers, got {','.join(map(str, opts.steps))}")
+    if opts.T is not None and (not opts.T or min(opts.T) < 1):
+        raise BenchError(f"--T expects positive integers, got {','.join(map(str, opts.T))}")
     # Paths that would only fail when the first record, cache entry or leaderboard row is written.
     cache_dir = opts.cache_dir if opts.use_cache else None
     for flag, path, want_dir in (("--out", opts.out, True), ("--cache-dir", cache_dir, True),
@@ -140,11 +162,23 @@ def _check_options(opts: RunOptions) -> None:
         DATASETS.get(opts.dataset)  # unknown name: a suggestion, before any model is loaded
 
 
-def run(opts: RunOptions) -> tuple[Path, list[dict]]:
-    """Evaluate every task on every model; returns the run directory and the records."""
+def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
+    """Evaluate every task on every model; returns the run directory (None with write=False) and the records."""
+    from . import weights as W
+
+    with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
+                 progress=opts.progress):
+        return _run(opts)
+
+
+def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
+    from . import weights as W
+
     _check_options(opts)
     configs = _resolve_configs(opts)
     device = resolve_device(opts.device)
+    dist.init(device)  # under torchrun: every rank computes its share of each batched call; rank 0 writes
+    device = dist.local_device(device)
     modes = parse_modes(opts.numeric_mode, device)  # a bad value fails here, before any model is loaded
     models = [load_model_spec(s, device) for s in opts.models]
     labels = [m.label for m in models]
@@ -154,14 +188,19 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
     DATASETS.get(dataset)  # unknown name: suggestion, before any work
     for lm in models:
         # Fail early when the data cannot feed this model (missing files, channels, attributes).
-        probe = load_dataset(dataset, "test", root=opts.data_root, image_size=lm.model.image_shape[1], limit=1)
+        probe = load_dataset(dataset, "test", root=opts.data_root, image_size=lm.model.image_shape[1], limit=1,
+                             **opts.dataset_options)
         if probe.image_shape[0] != lm.model.image_shape[0]:
             raise DataError(f"{dataset} has {probe.image_shape[0]} channels but model {lm.label} takes {lm.model.image_shape[0]}")
         for cls, _ in configs:
             if cls.needs_attributes and not probe.binary_attributes:
                 raise DataError(f"task {cls.name} needs binary attributes and data set {dataset} has none")
 
-    out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    # Fetch the LPIPS / FID weights the tasks ask for before any cache key is made, so keys see them.
+    W.prepare(W.needed_by([cfg for _, cfg in configs]))
+    out = Path(opts.out or f"runs/bench/{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}") if opts.write else None
+    if out is not None and dist.active():  # one run directory for all ranks: rank 0's name
+        out = Path(_broadcast_text(str(out)))
     cache = Cache(opts.cache_dir, enabled=opts.use_cache)
     mode = modes.describe()  # recorded with every number and in every cache key
     numerics = numerics_fingerprint(device, mode)  # what else decides the exact bits (CPU kernels, torch)
@@ -172,7 +211,8 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
     shared_data: dict = {}
     for lm in models:
         for cls, cfg in configs:
-            ctx = EvalContext(model=lm.model, dataset_name=dataset, data_root=opts.data_root, seed=opts.seed,
+            ctx = EvalContext(model=lm.model, dataset_name=dataset, data_root=opts.data_root,
+                              dataset_options=dict(opts.dataset_options), seed=opts.seed,
                               limit=opts.limit, batch_size=opts.batch_size, cache=cache, out_dir=out,
                               figure_prefix=f"{cls.name}__{lm.label}__", progress=opts.progress, numeric_mode=mode,
                               _data=shared_data)
@@ -191,10 +231,18 @@ def run(opts: RunOptions) -> tuple[Path, list[dict]]:
                 pretrained_weights=weights,
                 cache={"dir": str(cache.root) if cache.enabled else None, "hits": cache.hits - hits,
                        "misses": cache.misses - misses})
-            R.write_record(out, rec)
+            rec = json.loads(json.dumps(rec, default=str))  # in memory exactly as on disk (tuples -> lists)
+            if out is not None and dist.is_main():
+                R.write_record(out, rec)
             records.append(rec)
+    if out is None:
+        return None, records
+    if not dist.is_main():
+        return out, records
     # The run's summary is written last: a run directory with run.json is complete.
-    atomic_write_json(out / "run.json", {"options": to_jsonable(opts), "dataset": dataset, "models": labels,
+    options = {**to_jsonable({k: v for k, v in vars(opts).items() if k != "models"}),
+               "models": [m if isinstance(m, str) else lm.label for m, lm in zip(opts.models, models)]}
+    atomic_write_json(out / "run.json", {"command": opts.command, "options": options, "dataset": dataset, "models": labels,
                                          "started_at": run_started, "finished_at": _now(),
                                          "records": [R.record_filename(r) for r in records],
                                          "environment": library_versions(), "git": git_state(),
@@ -216,7 +264,7 @@ def _run_task(cls, cfg, ctx: EvalContext, cache: Cache, device: torch.device, ou
 
     def compute():
         res = cls().run(ctx, cfg)
-        return RC.pack(res, dict(ctx.used), dict(ctx.pretrained_weights), out)
+        return RC.pack(res, dict(ctx.used), dict(res.pretrained_weights), out)
 
     return RC.unpack(cache.get_or_compute("task_result", RC.task_key(cls, cfg, ctx, device), compute), out)
 
@@ -240,3 +288,12 @@ def parse_task_options(items: list[str]) -> dict:
             raise BenchError(f"--set expects task.field=value, got '{item}'")
         out.setdefault(task, {})[fld] = raw
     return out
+
+
+def _broadcast_text(text: str) -> str:
+    """Rank 0's string on every rank (the default run directory carries a time stamp)."""
+    import torch.distributed as tdist
+
+    box = [text]
+    tdist.broadcast_object_list(box, src=0)
+    return box[0]

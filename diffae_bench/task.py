@@ -12,17 +12,27 @@ A task is a class with
 and returns a TaskResult: metric values (each with a bootstrap CI), notes (for
 what could not be measured and why), and figures it saved.
 
-Tasks register by name in TASKS; other packages add theirs through the
-`diffae_bench.tasks` entry-point group (each entry point loads a Task class).
+Built-in tasks are listed by name in TASKS (each module exposes `TASK`); other
+packages add theirs through the `diffae_bench.tasks` entry-point group.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .errors import BenchError
 from .options import replace_typed
 from .registry import Registry
+
+# Options renamed without a change of meaning (issue 14: the number of DDIM
+# steps is `T` in every task, from the CLI flag to the sampler). The old name
+# is accepted with a warning for one release, and records hash the option
+# under its old name (records.config_hash), so they stay comparable.
+RENAMED_OPTIONS = {("reconstruction", "steps"): "T", ("fake_detection", "steps"): "T", ("sample_fid", "steps"): "T",
+                   ("linear_probe", "x_T_steps"): "T"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class TaskResult:
     notes: list[str] = field(default_factory=list)  # what is missing and why, departures from the paper
     figures: list[str] = field(default_factory=list)  # file names relative to the run directory
     extra: dict = field(default_factory=dict)  # task-specific detail kept in the record (not gated)
+    pretrained_weights: dict = field(default_factory=dict)  # name -> {path, sha256, ...} of networks the scores used
 
     def add(self, family: str, value: float, ci: tuple[float, float] | None = None, n: int = 0, **params) -> None:
         key = "/".join([family] + [f"{k}={v}" for k, v in params.items()])
@@ -90,35 +101,48 @@ class Task:
         its field ("n_images=abc", a negative count, a backbone not among the
         choices) is a one-line BenchError, raised before any work starts.
         """
-        return replace_typed(cls.Config(), dict(overrides or {}), f"task {cls.name}", non_negative=True)
+        overrides = dict(overrides or {})
+        for (task, old), new in RENAMED_OPTIONS.items():
+            if task == cls.name and old in overrides:
+                warnings.warn(f"task option {task}.{old} is now {task}.{new} (the old name goes in the next release)",
+                              FutureWarning, stacklevel=2)
+                overrides.setdefault(new, overrides.pop(old))
+        return replace_typed(cls.Config(), overrides, f"task {cls.name}", non_negative=True)
 
 
-TASKS: Registry[type[Task]] = Registry("task")
-_loaded = False
-
-
-def _load_tasks() -> None:
-    """Built-in tasks (diffae_bench.tasks), then plugins from entry points."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from . import tasks  # noqa: F401  (each module registers itself)
-
-    TASKS.add_entry_points("diffae_bench.tasks")
+# Built-ins are listed like plugins (diffae_bench.registry); other packages add
+# tasks through the "diffae_bench.tasks" entry-point group (each loads a Task class).
+BUILTIN_TASKS = ("attribute_manipulation", "disentanglement", "fake_detection", "fewshot_fid", "interpolation",
+                 "linear_probe", "memorization", "reconstruction", "sample_fid", "z_usage")
+TASKS: Registry[type[Task]] = Registry("task", group="diffae_bench.tasks", builtins={
+    name: f"diffae_bench.tasks.{name}:TASK" for name in BUILTIN_TASKS})
 
 
 def register(cls: type[Task]) -> type[Task]:
-    """Class decorator for task modules."""
-    TASKS.add(cls.name, cls)
+    """Class decorator for a task defined outside a module the registry lists (notebooks, tests)."""
+    TASKS.register(cls.name)(cls)
     return cls
 
 
 def get_task(name: str) -> type[Task]:
-    _load_tasks()
     return TASKS.get(name)
 
 
 def task_names() -> list[str]:
-    _load_tasks()
     return TASKS.names()
+
+
+def takes_T(cls: type[Task]) -> bool:
+    """Whether the task's config has `T`, the number of DDIM steps (an int, or a tuple of them)."""
+    return any(f.name == "T" for f in dataclasses.fields(cls.Config))
+
+
+def T_override(cls: type[Task], T: tuple[int, ...]) -> int | tuple[int, ...]:
+    """`bench run --T` for one task: the tuple for a task that sweeps T, the single value for one that takes one."""
+    field_type = next(f.type for f in dataclasses.fields(cls.Config) if f.name == "T")
+    if "tuple" in str(field_type):
+        return tuple(T)
+    if len(T) != 1:
+        raise BenchError(f"task {cls.name} takes one T (DDIM steps), got --T {','.join(map(str, T))}; "
+                         f"give one value or set it per task: --set {cls.name}.T=N")
+    return T[0]

@@ -1,4 +1,4 @@
-"""Training: stage 1 (the autoencoder or any image model) and stage 2 (Diff-AE's latent DDIM).
+"""Training: stage 1 (the autoencoder or any image model) and stage 2 (a trainable latent prior).
 
 One optimisation loop serves both stages: Adam(W), EMA with warm-up, progress
 bar with loss and images/s, atomic checkpoints every `ckpt_every` steps, clean
@@ -11,6 +11,7 @@ train_step.py; stage 1 also logs the high-t x0 diagnostic (x0_diagnostic.py).
 from __future__ import annotations
 
 import copy
+import os
 import json
 import math
 import signal
@@ -27,10 +28,11 @@ from .checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkpo
 from .data import load_dataset
 from .device import describe_device, resolve_device
 from .errors import BenchError, CheckpointError
-from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, load_model
+from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
 from .numerics import get_mode
 from .presets import PRESETS, TrainConfig
-from .train_step import (BatchSource, LossLog, device_flags, ema_update, make_generator, make_loss_fn,  # noqa: F401
+from . import distributed as dist
+from .train_step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
                          make_optimizer, optimisation_step, step_setup)
 from .x0_diagnostic import X0Diagnostic
 
@@ -57,6 +59,8 @@ class TrainOptions:
     log_every: int | None = None  # steps between reads of the loss (progress, non-finite check); None: 1 on CPU, 50 on CUDA
     diag_every: int = 500  # steps between high-t x0 checks (x0_diagnostic; also at the end); 0: off
     max_seconds: float | None = None  # stop cleanly (checkpoint) after this much training wall time; None: run all steps
+    accumulate: int = 1  # micro-batches per step (gradient accumulation): the global batch is batch_size either way
+    workers: int = min(4, os.cpu_count() or 1)  # DataLoader workers decoding lazy data sets (image files) ahead; 0: in the step
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -66,37 +70,45 @@ def check_options(opts: TrainOptions) -> None:
     --ckpt-every 0 failed with a ZeroDivisionError at the first step.)
     """
     counts = {"--steps": opts.steps, "--ckpt-every": opts.ckpt_every, "--batch-size": opts.batch_size,
-              "--image-size": opts.image_size, "--limit": opts.train_limit}
+              "--accumulate": opts.accumulate,
+              "--image-size": opts.image_size, "--train-limit": opts.train_limit}
     for flag, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise BenchError(f"{flag} must be a positive integer, got {value}")
+    if isinstance(opts.workers, bool) or not isinstance(opts.workers, int) or opts.workers < 0:
+        raise BenchError(f"--workers must be 0 or a positive integer, got {opts.workers}")
     if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
         raise BenchError(f"--lr must be a positive number, got {opts.lr}")
 
 
 class _StopFlag:
-    """First Ctrl-C asks for a clean stop at the end of the step; a second one aborts."""
+    """First Ctrl-C (or SIGTERM, what SLURM sends before pre-emption) asks for a clean stop at the end of
+    the step: checkpoint, then exit; a second one aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.stop = False
 
     def __enter__(self):
-        self._old = signal.getsignal(signal.SIGINT)
+        self._old = {}
 
         def handler(signum, frame):
             if self.stop:
                 raise KeyboardInterrupt
             self.stop = True
 
-        try:
-            signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: no clean-stop support
-            self._old = None
+        for sig in self.SIGNALS:
+            try:
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread: no clean-stop support
+                self._old.pop(sig, None)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.optim.Optimizer,
@@ -131,6 +143,8 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
                 log.add(step + 1, optimisation_step(loss_fn, params, opt, ema, online, ema_decay, grad_clip, step))
                 step += 1
                 out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+                if dist.active():  # every rank stops at the same step (a signal or a clock on one rank stops all)
+                    out_of_time, flag.stop = dist.any_rank(out_of_time), dist.any_rank(flag.stop)
                 at_save = step % ckpt_every == 0 or step == steps
                 if step % log_every == 0 or at_save or out_of_time:
                     flush()
@@ -176,6 +190,9 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     """Stage 1: fit the image model with L_simple; resumable."""
     check_options(opts)
     device = resolve_device(opts.device)
+    dist.init(device)  # under torchrun: join the process group (gloo on CPUs, NCCL on GPUs)
+    device = dist.local_device(device)
+    rank, world = dist.rank(), dist.world_size()
     preset = PRESETS.get(opts.preset)
     kind = get_kind(opts.model)
     image_size = opts.image_size or preset.image_size
@@ -187,6 +204,8 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     log_every = opts.log_every or (50 if setup.on_device else 1)
     torch.manual_seed(opts.seed)
     model = kind.cls(kind.from_preset(preset)).to(device)
+    if has_latent_stage(model):
+        model.prior.requires_grad_(False)  # trained in stage 2; no gradient here (DDP syncs only what trains)
     if get_mode(setup.numeric_mode).channels_last:
         model = model.to(memory_format=torch.channels_last)
     # How the model was trained, for the manifest; not part of the run identity, so a
@@ -196,9 +215,13 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     meta = {"model": kind.name, "model_config": to_jsonable(model.cfg), "preset": preset.name,
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
             "recipe_change": _recipe_change(batch_size, lr, tc),
-            "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics}
-    params = [p for n, p in model.named_parameters() if not n.startswith(kind.latent_keys)] if kind.latent_keys \
-        else list(model.parameters())
+            "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics,
+            # How the global batch (batch_size) was computed; not part of the run identity, so a run
+            # may be resumed with another number of processes (every rank holds the same generator).
+            "parallel": {"processes": world, "accumulate": opts.accumulate,
+                         "per_process_micro_batch": batch_size // (world * opts.accumulate)}}
+    # A trainable prior (Diff-AE's latent DDIM) is fitted in stage 2, on the frozen encoder's codes.
+    params = [p for n, p in model.named_parameters() if not (has_latent_stage(model) and n.startswith("prior."))]
     opt = make_optimizer(params, lr, setup)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     gen = make_generator(opts.seed, device, setup)
@@ -213,8 +236,8 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         if _run_identity(old) != _run_identity(meta):
             diff = [k for k in _run_identity(meta) if _run_identity(old)[k] != _run_identity(meta)[k]]
             raise CheckpointError(f"{out} holds a different run (differs in {', '.join(diff)}); use another --out")
-        load_state_strict(model, split_prefix(tensors, "online"), f"checkpoint {ckpt}")
-        load_state_strict(ema, split_prefix(tensors, "ema"), f"checkpoint {ckpt}")
+        load_state_strict(model, model.upgrade_state(split_prefix(tensors, "online")), f"checkpoint {ckpt}")
+        load_state_strict(ema, model.upgrade_state(split_prefix(tensors, "ema")), f"checkpoint {ckpt}")
         optimizer_from_tensors(opt, split_prefix(tensors, "optim"), old["optim_groups"])
         start = old["step"]
         if rng_key in tensors:
@@ -226,13 +249,29 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         print(f"resuming {out} from step {start}")
     elif out.exists() and any(out.iterdir()):
         raise CheckpointError(f"{out} exists and is not a resumable run directory; use another --out")
-    atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
+    dist.barrier()  # every rank has checked the directory before rank 0 writes into it
+    if dist.is_main():
+        atomic_write_json(out / "config.json", {**meta, "options": to_jsonable(opts)})
     model.train()
-    loss_fn = make_loss_fn(model, BatchSource(data, batch_size, device, gen, setup), gen, setup, device)
-    diag = X0Diagnostic(opts.dataset, opts.data_root, image_size, out, device) if opts.diag_every else None
+    batches = BatchSource(data, batch_size, device, gen, setup, workers=opts.workers, seed=opts.seed, start_step=start)
+    if world > 1 or opts.accumulate > 1:
+        if setup.compile_mode is not None:
+            raise BenchError("--compile is not supported with torchrun or --accumulate yet; leave it out")
+        module = LossModule(model)
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        loss_fn = ShardedLoss(module, batches, gen, setup, device, rank, world, opts.accumulate)
+    else:  # one process, one batch: the step every earlier run took, bit for bit
+        loss_fn = make_loss_fn(model, batches, gen, setup, device)
+    diag = X0Diagnostic(opts.dataset, opts.data_root, image_size, out, device) if opts.diag_every and dist.is_main() \
+        else None
     t_start = time.time()
 
     def save(step, loss_avg):
+        if not dist.is_main():  # rank 0 writes; the others hold the same weights
+            return
         opt_t, groups = optimizer_to_tensors(opt)
         tensors = {**{f"ema.{k}": v for k, v in ema.state_dict().items()},
                    **{f"online.{k}": v for k, v in model.state_dict().items()},
@@ -251,8 +290,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
                             diagnose=(lambda step: diag(ema, step, step * batch_size)) if diag else None,
                             diag_every=opts.diag_every)
     x0_check = diag.last if diag else None
-    return {**summary, "out": str(out), "checkpoint": str(ckpt), "batch_size": batch_size, "x0_diagnostic": x0_check,
-            "x0_diagnostic_unavailable": diag.unavailable if diag else None}
+    return {**summary, "out": str(out), "checkpoint": str(ckpt), "batch_size": batch_size, "x0_diagnostic": x0_check}
 
 
 @torch.no_grad()
@@ -263,7 +301,12 @@ def encode_dataset(model, data, batch_size: int = 256) -> torch.Tensor:
 
 
 def train_latent(opts: TrainOptions) -> dict:
-    """Stage 2: the latent DDIM on standardised z_sem of the frozen encoder (Diff-AE)."""
+    """Stage 2: the model's trainable latent prior on the frozen encoder's codes (Diff-AE: the latent DDIM).
+
+    Generic: the prior's own fit (standardisation), reset_parameters and loss;
+    the trainer knows no model's attribute names. The file holds the prior's
+    state under "ema.prior." / "online.prior." (older files: models' LEGACY_STATE_KEYS).
+    """
     check_options(opts)
     device = resolve_device(opts.device)
     out = Path(opts.out)
@@ -272,10 +315,10 @@ def train_latent(opts: TrainOptions) -> dict:
         raise CheckpointError(f"no autoencoder checkpoint in {out}: train stage 1 first (bench train --out {out})")
     _, ae_meta = load_checkpoint(ckpt)
     kind = get_kind(ae_meta["model"])
-    if not kind.latent_stage:
-        raise BenchError(f"the {kind.name} model has no latent stage to train")
     ae_sha = file_sha256(ckpt)
     model = load_model(ckpt, device)
+    if not has_latent_stage(model):
+        raise BenchError(f"the {kind.name} model has no latent stage to train (its prior has no parameters)")
     dm = ae_meta["dataset"]
     img = dm["image_shape"][-1]
     data = load_dataset(dm["name"], "train", root=opts.data_root or dm.get("root"), image_size=img, limit=dm.get("limit"))
@@ -285,12 +328,13 @@ def train_latent(opts: TrainOptions) -> dict:
     batch_size, lr = opts.batch_size or tc.latent_batch_size, opts.lr or tc.latent_lr
     print(f"encoding {len(data)} training images with the frozen encoder")
     z = encode_dataset(model, data).to(device)
-    model.fit_latent_stats(z)
+    prior = model.prior
+    prior.fit(z)
     torch.manual_seed(opts.seed)
-    model.latent_net.reset_parameters()  # fresh init for the latent net, seeded
-    net = model.latent_net.train().requires_grad_(True)
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tc.latent_weight_decay)
+    prior.reset_parameters()  # a fresh, seeded init
+    prior.train().requires_grad_(True)
+    ema = copy.deepcopy(prior).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=tc.latent_weight_decay)
     gen = torch.Generator().manual_seed(opts.seed)
     lpath = out / LATENT_CHECKPOINT
     meta = {"model": kind.name, "autoencoder_sha256": ae_sha, "seed": opts.seed, "batch_size": batch_size, "lr": lr,
@@ -300,31 +344,35 @@ def train_latent(opts: TrainOptions) -> dict:
         tensors, old = load_checkpoint(lpath)
         if _run_identity(old) != _run_identity(meta) or old.get("autoencoder_sha256") != ae_sha:
             raise CheckpointError(f"{lpath} belongs to a different run or autoencoder checkpoint; delete it to retrain")
-        load_state_strict(net, split_prefix(tensors, "online.latent_net"), f"checkpoint {lpath}")
-        load_state_strict(ema, split_prefix(tensors, "ema.latent_net"), f"checkpoint {lpath}")
+        for module, part in ((prior, "online"), (ema, "ema")):
+            state = split_prefix(model.upgrade_state(split_prefix(tensors, part)), "prior")
+            # Files from before issue 14 kept the standardisation only under "ema.": same values.
+            state = {**{k: v for k, v in module.state_dict().items() if k not in state}, **state}
+            load_state_strict(module, state, f"checkpoint {lpath}")
         optimizer_from_tensors(opt, split_prefix(tensors, "optim"), old["optim_groups"])
         gen.set_state(tensors["rng"])
         start = old["step"]
-        print(f"resuming latent DDIM in {out} from step {start}")
+        print(f"resuming the latent prior in {out} from step {start}")
 
     def loss_fn():
         idx = torch.randint(len(z), (batch_size,), generator=gen).to(device)
-        return model.latent_loss(z[idx], gen)
+        return prior.loss(z[idx], gen)
 
     def save(step, loss_avg):
         opt_t, groups = optimizer_to_tensors(opt)
-        tensors = {**{f"ema.latent_net.{k}": v for k, v in ema.state_dict().items()},
-                   **{f"online.latent_net.{k}": v for k, v in net.state_dict().items()},
-                   "ema.z_mean": model.z_mean, "ema.z_std": model.z_std,
-                   "ema.latent_trained": torch.ones((), dtype=torch.bool),
+        ema_state = ema.state_dict()
+        if "trained" in ema_state:  # what load_model and sample() check
+            ema_state["trained"] = torch.ones((), dtype=torch.bool)
+        tensors = {**{f"ema.prior.{k}": v for k, v in ema_state.items()},
+                   **{f"online.prior.{k}": v for k, v in prior.state_dict().items()},
                    **{f"optim.{k}": v for k, v in opt_t.items()}, "rng": gen.get_state()}
         save_checkpoint(lpath, tensors, {**meta, "step": step, "latents_seen": step * batch_size,
                                          "loss_ema": loss_avg, "optim_groups": groups})
         with open(out / "train_log.jsonl", "a") as f:
             f.write(json.dumps({"stage": "latent", "step": step, "loss_ema": loss_avg}) + "\n")
 
-    summary = _optimise(loss_fn=loss_fn, params=list(net.parameters()), opt=opt, ema=ema, online=net,
+    summary = _optimise(loss_fn=loss_fn, params=list(prior.parameters()), opt=opt, ema=ema, online=prior,
                         ema_decay=tc.latent_ema_decay, grad_clip=tc.grad_clip, start=start, steps=opts.steps,
                         batch_size=batch_size, ckpt_every=opts.ckpt_every, save=save,
-                        desc=f"latent DDIM {kind.name}", progress=opts.progress)
+                        desc=f"latent prior {kind.name}", progress=opts.progress)
     return {**summary, "out": str(out), "checkpoint": str(lpath)}

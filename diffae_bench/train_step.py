@@ -29,11 +29,14 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+import torch.utils.data
 
 from .data import ImageDataset
 from .errors import BenchError, TrainingDiverged
 from .numerics import autocast, get_mode, to_memory_format
+from .rng import derive_seed
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
@@ -88,25 +91,75 @@ def compile_loss(loss: Callable, setup: StepSetup) -> Callable:
     return torch.compile(loss, mode=None if setup.compile_mode == "default" else setup.compile_mode)
 
 
+class _StepIndices:
+    """A lazy data set's batches: step s's indices from their own generator (seed, s), uniform with replacement.
+
+    Known ahead of the step (so DataLoader workers decode them in advance) and
+    from (seed, step) alone (so a resumed run continues the same stream).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_step: int):
+        self.n, self.batch_size, self.seed, self.start = n, batch_size, seed, start_step
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "lazy-batches", step))
+            yield torch.randint(self.n, (self.batch_size,), generator=g).tolist()
+            step += 1
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, data: ImageDataset):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.data.uint8(np.array([i]))[0])
+
+
 class BatchSource:
     """Random training batches in [-1, 1], as bench train draws them.
 
-    Indices come from the run's generator (uniform with replacement), pixels
-    from the in-memory uint8 images, on the GPU when on_device (every data set
-    here fits: MNIST at 32 px is 61 MB). Lazily loaded data sets (no
-    in-memory array) are read on the host, one host round trip a step.
+    In-memory data sets: indices from the run's generator (uniform with
+    replacement), pixels from the uint8 array, on the GPU when on_device
+    (every in-memory data set here fits: MNIST at 32 px is 61 MB). Lazily
+    loaded data sets (image files): with `workers` > 0 a DataLoader decodes
+    the next batches in worker processes while the step runs (_StepIndices);
+    with 0, each batch is decoded on the host in the step.
     """
 
     def __init__(self, data: ImageDataset, batch_size: int, device: torch.device, generator: torch.Generator,
-                 setup: StepSetup):
+                 setup: StepSetup, workers: int = 0, seed: int = 0, start_step: int = 0):
         self.data, self.batch_size, self.device, self.gen, self.setup = data, batch_size, device, generator, setup
         self.images = torch.from_numpy(data.images) if data.images is not None else None
         if self.images is not None and setup.on_device:
             self.images = self.images.to(device)
+        self._loader = None
+        if self.images is None and workers > 0:
+            self._loader = iter(torch.utils.data.DataLoader(
+                _Decoded(data), batch_sampler=_StepIndices(len(data), batch_size, seed, start_step),
+                num_workers=workers, prefetch_factor=2, persistent_workers=True, pin_memory=device.type == "cuda"))
+        self._current: torch.Tensor | None = None  # the prefetched global batch (lazy data sets with workers)
 
     def __call__(self) -> torch.Tensor:
-        idx = torch.randint(len(self.data), (self.batch_size,), generator=self.gen, device=self.gen.device)
-        if self.images is not None:
+        return self.at(self.indices())
+
+    def indices(self) -> torch.Tensor:
+        """The next global batch: image indices (the same on every rank: one generator state), or
+        positions in the prefetched batch when a DataLoader decodes ahead."""
+        if self._loader is not None:
+            self._current = next(self._loader)
+            return torch.arange(self.batch_size)
+        return torch.randint(len(self.data), (self.batch_size,), generator=self.gen, device=self.gen.device)
+
+    def at(self, idx: torch.Tensor) -> torch.Tensor:
+        """The images at these indices, on the device, in [-1, 1]."""
+        if self._loader is not None:
+            x = self._current[idx.cpu()]
+        elif self.images is not None:
             x = self.images[idx]
         else:
             x = torch.from_numpy(self.data.uint8(idx.cpu().numpy()))
@@ -127,6 +180,62 @@ def make_loss_fn(model: torch.nn.Module, batches: BatchSource, generator: torch.
     return loss_fn
 
 
+class LossModule(torch.nn.Module):
+    """The model's training loss as forward(), the call DistributedDataParallel wraps and synchronises."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return self.model.loss(x0, generator)
+
+
+class ShardedLoss:
+    """One step's loss over a global batch split into shards: DDP ranks x accumulation micro-batches.
+
+    The global batch's indices are drawn once from the run's generator (every
+    rank holds the same generator state); shard j of J = world x accumulate
+    takes the global rows j, j + J, ... Each micro-batch's loss call starts
+    from the same generator state and draws its t / noise for the whole global
+    batch, keeping its own rows (models.loss.draw_shard), so every sample gets
+    the draws a single process gives it and the generator ends where a single
+    process leaves it. Gradients: (1/accumulate) per micro-batch, averaged over
+    ranks by DDP (synchronised on the last micro-batch only): the gradient of
+    the global batch's mean loss, equal shards being required.
+    """
+
+    runs_backward = True
+
+    def __init__(self, module: torch.nn.Module, batches: BatchSource, generator: torch.Generator, setup: StepSetup,
+                 device: torch.device, rank: int, world: int, accumulate: int):
+        if batches.batch_size % (world * accumulate):
+            raise BenchError(f"the global batch ({batches.batch_size}) must divide into {world} process(es) x "
+                             f"{accumulate} micro-batch(es)")
+        self.module, self.batches, self.gen, self.setup, self.device = module, batches, generator, setup, device
+        self.rank, self.world, self.accumulate = rank, world, accumulate
+
+    def __call__(self) -> torch.Tensor:
+        from .distributed import mean
+        from .models.loss import draw_shard
+
+        idx = self.batches.indices()
+        state = self.gen.get_state()
+        n_shards = self.world * self.accumulate
+        total = torch.zeros((), device=self.device)
+        for k in range(self.accumulate):
+            j = self.rank * self.accumulate + k
+            x = self.batches.at(idx[j::n_shards])
+            self.gen.set_state(state)
+            last = k == self.accumulate - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.module, "no_sync") else self.module.no_sync()
+            with sync, draw_shard(j, n_shards), autocast(self.setup.numeric_mode, self.device.type):
+                loss = self.module(x, self.gen).float()
+                (loss / self.accumulate).backward()
+            total = total + loss.detach()
+        return mean(total / self.accumulate)  # the global batch's mean loss, the same on every rank
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, online: torch.nn.Module, decay: float, step: int) -> None:
     # Warm-up (as in timm / many DDPM codes): early EMA tracks the online weights
@@ -142,10 +251,17 @@ def ema_update(ema: torch.nn.Module, online: torch.nn.Module, decay: float, step
 def optimisation_step(loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.optim.Optimizer,
                       ema: torch.nn.Module, online: torch.nn.Module, ema_decay: float, grad_clip: float,
                       step: int) -> torch.Tensor:
-    """One step; returns the (detached, float32) loss without reading it on the host."""
-    loss = loss_fn()
+    """One step; returns the (detached, float32) loss without reading it on the host.
+
+    A loss_fn with `runs_backward` (ShardedLoss) computes its gradients itself
+    (micro-batches, DDP); any other returns the loss to differentiate.
+    """
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if getattr(loss_fn, "runs_backward", False):
+        loss = loss_fn()
+    else:
+        loss = loss_fn()
+        loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)  # foreach on CUDA; no host sync
     opt.step()

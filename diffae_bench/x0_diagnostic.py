@@ -69,26 +69,19 @@ class X0Diagnostic:
         self.noise = torch.randn(self.x0.shape, generator=torch.Generator().manual_seed(NOISE_SEED)).to(device)
         self.alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas())).to(device)
         self.last: dict | None = None  # the latest record (printed in the training summary)
-        self.unavailable: str | None = None  # why the model cannot be checked, if it cannot
 
     @torch.no_grad()
     def __call__(self, model, step: int, images_seen: int) -> dict | None:
         """Check `model` (the EMA copy, eval mode) and append a line to the log."""
-        if self.unavailable:
-            return None
         x0 = self.x0
         z = model.encode(x0) if model.has_semantic_latent else None
-        try:
-            own = x0_errors(lambda x, t: model.predict_eps(x, t, z), x0, self.noise, self.timesteps, self.alpha_bar)
-        except NotImplementedError as e:
-            self.unavailable = str(e)
-            return None
+        own = x0_errors(lambda x, t: model.denoise(x, t, z), x0, self.noise, self.timesteps, self.alpha_bar)
         rec = {"step": step, "images_seen": images_seen, "weights": "ema", "split": self.split, "n_images": len(x0),
                "x0_mae": {str(t): round(v, 5) for t, v in own.items()}}
         if z is not None and len(x0) > 1:
             other = z.roll(1, dims=0)  # each image decoded with the next image's code
             rec["x0_mae_other_z"] = {str(t): round(v, 5) for t, v in x0_errors(
-                lambda x, t: model.predict_eps(x, t, other), x0, self.noise, self.timesteps, self.alpha_bar).items()}
+                lambda x, t: model.denoise(x, t, other), x0, self.noise, self.timesteps, self.alpha_bar).items()}
         with open(self.path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         self.last = rec

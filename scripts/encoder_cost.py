@@ -42,7 +42,7 @@ def main() -> None:
         name, overrides = parse_variant(spec)
         torch.manual_seed(0)
         model = kind.cls(kind.from_preset(dataclasses.replace(preset, encoder=dataclasses.replace(preset.encoder, **overrides))))
-        opt = torch.optim.Adam(model.autoencoder_parameters(), lr=1e-4)
+        opt = torch.optim.Adam([p for n, p in model.named_parameters() if not n.startswith("prior.")], lr=1e-4)
         runs[name] = (model.train(), opt, [])
     x = torch.rand(bs, 3, preset.image_size, preset.image_size) * 2 - 1
     gen = torch.Generator().manual_seed(0)

@@ -5,7 +5,7 @@ each a couple of CPU threads for the probes' scikit-learn fits), with the tasks'
 configs, float32 networks (the same numeric mode a CPU user gets, so CPU runs compare with
 these rows) and seed 0. Records go to <out>/<data>/<model>/; then
 
-    bench leaderboard <out> --out results/leaderboard.csv --markdown results/leaderboard.md
+    bench leaderboard <out> --output results/leaderboard.csv --markdown results/leaderboard.md
 
 rebuilds the leaderboard from them. On a GPU machine:
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
 from diffae_bench.task import task_names  # noqa: E402
 
-SMOKE = ["--limit", "24", "--steps", "10", "--set", "linear_probe.x_T_steps=10", "--set", "linear_probe.few_shot_k=3"]
+SMOKE = ["--limit", "24", "--T", "10", "--set", "linear_probe.few_shot_k=3"]
 
 
 def main() -> int:
@@ -51,7 +51,8 @@ def main() -> int:
         if a.only and name not in a.only.split(","):
             continue
         out = Path(a.out) / data / name
-        cmd = [sys.executable, "-m", "diffae_bench.cli", "run", "--task", ",".join(tasks), "--model", str(MODELS_DIR / name),
+        cmd = [sys.executable, "-m", "diffae_bench.cli", "run", "--offline",  # weights are carried, never fetched
+               "--task", ",".join(tasks), "--model", str(MODELS_DIR / name),
                "--dataset", data, "--out", str(out), "--numeric-mode", "fp32", "--device", a.device, "--seed", "0",
                "--cache-dir", a.cache_dir, "--quiet"]
         if data == "mnist" and a.mnist_root:

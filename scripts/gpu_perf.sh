@@ -121,7 +121,7 @@ fi
 run perf_small "${LIMITS[0]}" "${BENCH[@]}" perf --device "$DEV" --models diffae --fast "${P1[@]}"
 run perf_paper64 "${LIMITS[1]}" "${BENCH[@]}" perf --device "$DEV" --models diffae --fast "${P2[@]}"
 RUN_DIR="$WORK/train-small-shapes"
-run train_small "${LIMITS[2]}" "${BENCH[@]}" train --model diffae --dataset shapes --device "$DEV" --steps 100000000 \
+run train_small "${LIMITS[2]}" "${BENCH[@]}" train --kind diffae --dataset shapes --device "$DEV" --steps 100000000 \
   --ckpt-every 100000000 --out "$RUN_DIR" "${TRAIN[@]}"
 cp "$RUN_DIR/x0_diagnostic.jsonl" "$OUT/x0_diagnostic.jsonl" 2>/dev/null || note "no x0_diagnostic.jsonl written"
 if [ -f "$RUN_DIR/checkpoint.safetensors" ]; then

@@ -1,4 +1,5 @@
-"""Benchmark tasks, one file each (installed as diffae_bench.tasks); importing registers them."""
+"""Benchmark tasks, one file each (installed as diffae_bench.tasks).
 
-from . import (attribute_manipulation, disentanglement, fake_detection, fewshot_fid, interpolation,  # noqa: F401
-               linear_probe, memorization, reconstruction, sample_fid, z_usage)
+Each module exposes `TASK`; diffae_bench.task.TASKS lists them by name and
+imports a module only when its task is asked for.
+"""

@@ -13,7 +13,7 @@ For each binary attribute of the data set:
                     bits) with the attribute are set to the values that go with the target.
   no code           (DDIM) a note, no numbers: there is nothing to move.
 
-Edits are decoded with the image's own inferred x_T at each T of `steps` (the stochastic
+Edits are decoded with the image's own inferred x_T at each T of `T` (the stochastic
 encoder of the same T). Measured against the unedited reconstruction (step 0, the same z and
 x_T), never against the original image, so reconstruction error is not charged to the edit:
 
@@ -54,7 +54,8 @@ from diffae_bench.errors import DataError
 from diffae_bench.frechet import FeatureNetConfig, cached_feature_net
 from diffae_bench.metrics import ssim
 from diffae_bench.stats import percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.lpips_metric import lpips_scorer
+from diffae_bench.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class AttributeManipulationConfig:
     attributes: tuple[str, ...] = ()  # binary attributes to edit; () = all of the data set's
     edit_steps: tuple[float, ...] = (1.0, 2.0, 4.0)  # continuous codes: steps along the normal (std units); 0 is added
     bit_counts: tuple[int, ...] = (1, 4, 16)  # binary codes: how many of the most correlated bits are set
-    steps: tuple[int, ...] = (10, 20)  # T of decoding, x_T inverted with the same T (`bench run --steps` sets it)
+    T: tuple[int, ...] = (10, 20)  # DDIM steps of decoding, x_T inverted with the same T (`bench run --T` sets it)
     max_other_flip: float = 0.2  # preservation: a step qualifies when the mean fraction of other attributes flipped is at most this
     ssim_min: float = 0.0  # ... and its mean SSIM to the reconstruction at least this (0: see the module doc)
     C: float = 1.0  # inverse L2 strength of the edit classifier (the probes' value)
@@ -156,7 +157,6 @@ def _edit_mode(model) -> str | None:
     return "bits" if model.latent_type == "binary" else "normal"
 
 
-@register
 class AttributeManipulation(Task):
     name = "attribute_manipulation"
     version = 1
@@ -193,7 +193,7 @@ class AttributeManipulation(Task):
         Y_te = ctx.attributes("test", n)[heads].to_numpy(np.int64)
         Z_tr, Z_te = ctx.z("train", n_tr).numpy().astype(np.float64), ctx.z("test", n).numpy().astype(np.float64)
         judge = self._judge(ctx, cfg, heads, res)
-        lpips_fn = ctx.lpips(res.notes)
+        lpips_fn = lpips_scorer(ctx.device, res)
         grid = (0, *cfg.bit_counts) if mode == "bits" else (0.0, *cfg.edit_steps)
         step_name = "bits" if mode == "bits" else "step"
         edits = {}
@@ -209,7 +209,7 @@ class AttributeManipulation(Task):
             else:
                 edits[attr] = shift_codes(Z_te, edit_direction(Z_tr, Y_tr[:, a], cfg.C, cfg.max_iter), targets, cfg.edit_steps)
         figure = {}
-        for T in cfg.steps:
+        for T in cfg.T:
             x_T, recon = ctx.x_T("test", n, T), ctx.reconstruction("test", n, T, "inferred")
             judged0 = judge(recon)
             boots = []
@@ -238,11 +238,11 @@ class AttributeManipulation(Task):
                 res.add("attr_edit_success", *sc["summary"], n=n, T=T, attr=attr)
                 res.extra.setdefault("chosen_step", {}).setdefault(f"T={T}", {})[attr] = grid[sc["summary_step"]]
                 boots.append(sc["summary_boot"])
-                if T == max(cfg.steps):
+                if T == max(cfg.T):
                     figure[attr] = imgs[:, :cfg.figure_images]
             values = [v.value for v in res.values if v.family == "attr_edit_success" and v.params["T"] == T]
             res.add("edit_success", float(np.mean(values)), percentile_ci(np.mean(boots, 0)), n=n, T=T)
-            if T == max(cfg.steps):
+            if T == max(cfg.T):
                 self._figure(ctx, ctx.images("test", n)[:cfg.figure_images], recon[:cfg.figure_images], figure, grid,
                              step_name, res)
         res.extra["edit"] = ("the most correlated bits set to the target's values" if mode == "bits"
@@ -255,7 +255,7 @@ class AttributeManipulation(Task):
     def _judge(ctx, cfg, heads: list[str], res: TaskResult):
         """The attribute judge (fd_cnn's SmallCNN binary heads): images -> (n, len(heads)) bool; accuracy into extra."""
         net, info = cached_feature_net(ctx.dataset("train"), ctx.dataset("test"), cfg.feature_net, ctx.cache, ctx.progress)
-        ctx.pretrained_weights[f"attribute_judge_{ctx.dataset_name}"] = info
+        res.pretrained_weights[f"attribute_judge_{ctx.dataset_name}"] = info
         net = net.to(ctx.device)
 
         def judge(x: torch.Tensor) -> torch.Tensor:
@@ -286,3 +286,5 @@ class AttributeManipulation(Task):
         res.figures.append(save_image_rows(path, rows, labels, label_width=120).name)
         res.extra["figure_columns"] = ["original", f"{step_name}=0 (reconstruction)"] + [f"{step_name}={g}" for g in grid[1:]]
 
+
+TASK = AttributeManipulation  # what the task registry lists under this name

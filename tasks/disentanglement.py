@@ -40,7 +40,7 @@ for the regression gate, so theirs is the resampling spread recentred on the est
 [v - (m - q2.5), v + (q97.5 - m)], m the resamples' mean. D and C need a refit per resample,
 so their spread comes from only `dci_refits` refits (a rough interval).
 Representations: every code the model
-declares (ctx.codes), the inverted x_T at `x_T_steps`, and the pixels (a floor).
+declares (ctx.codes), the inverted x_T at `T` steps, and the pixels (a floor).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from sklearn.preprocessing import StandardScaler
 from diffae_bench.errors import DataError
 from diffae_bench.rng import derive_seed
 from diffae_bench.stats import percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class DisentanglementConfig:
     n_train: int = 1000  # training images: DCI's predictors are fitted on them; MIG is measured on them
     n_test: int = 500  # held-out images DCI's informativeness is measured on
     representations: tuple[str, ...] = ("codes", "x_T", "pixels")  # the model's codes, inverted x_T, raw pixels
-    x_T_steps: int = 10  # T of the inversion for the x_T representation (the probes use 20; 10 halves the cost)
+    T: int = 10  # DDIM steps of the inversion for the x_T representation (the probes use 20; 10 halves the cost)
     mig_bins: int = 20  # equal-width bins per code dimension (disentanglement_lib's MIG default)
     max_factor_classes: int = 10  # a factor with more distinct values than this is binned
     factor_bins: int = 10  # equal-width bins of such a factor's training range
@@ -258,7 +258,6 @@ def dci_score(X_tr: np.ndarray, F_tr: np.ndarray, X_te: np.ndarray, F_te: np.nda
             "informativeness_per_factor": per_factor, "importance": R, "unconverged_fits": unconverged}
 
 
-@register
 class Disentanglement(Task):
     name = "disentanglement"
     version = 1
@@ -317,10 +316,12 @@ class Disentanglement(Task):
                     res.notes.append("the model declares no semantic code: only x_T and pixels are scored")
                 reps.update({name: (flat(tr[name]), flat(te[name])) for name in tr})
             elif rep == "x_T":
-                T = cfg.x_T_steps
-                reps["x_T"] = (flat(ctx.x_T("train", n_tr, T)), flat(ctx.x_T("test", n_te, T)))
+                reps["x_T"] = (flat(ctx.x_T("train", n_tr, cfg.T)), flat(ctx.x_T("test", n_te, cfg.T)))
             elif rep == "pixels":
                 reps["pixels"] = (flat(ctx.images("train", n_tr)), flat(ctx.images("test", n_te)))
             else:
                 raise DataError(f"unknown representation '{rep}' (codes, x_T, pixels)")
         return reps
+
+
+TASK = Disentanglement  # what the task registry lists under this name

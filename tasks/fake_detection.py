@@ -8,7 +8,7 @@ sampling steps T grows (T = 100, 200, 500). Lower detectability means samples
 closer to the data, so for the model under test accuracy and AUROC are
 lower-is-better (0.5 = indistinguishable).
 
-Procedure per T in `steps`: n_per_class real test-split images and n_per_class
+Procedure per T in `T`: n_per_class real test-split images and n_per_class
 samples (ctx.samples: z from the latent DDIM with T_latent steps, x_T ~ N(0, I),
 T-step decoding); a seeded split stratified by class; a classifier trained from
 scratch with Adam; the epoch with the best validation accuracy kept (early
@@ -35,7 +35,7 @@ from torch import nn
 
 from diffae_bench.errors import DataError
 from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.task import Metric, Task, TaskResult
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)  # train / test / val, as in the paper (PROTOCOL)
 # torchvision's ImageNet ResNet-50 weight files (IMAGENET1K_V1, IMAGENET1K_V2), looked up, never downloaded.
@@ -46,7 +46,7 @@ BACKBONES = get_args(Backbone)
 
 @dataclass(frozen=True)
 class FakeDetectionConfig:
-    steps: tuple[int, ...] = (10, 20, 50)  # sampling T (the paper: 100, 200, 500; CPU default, recorded)
+    T: tuple[int, ...] = (10, 20, 50)  # sampling T (the paper: 100, 200, 500; CPU default, recorded)
     n_per_class: int = 500  # real test-split images and generated samples, each (class-balanced)
     T_latent: int = 20  # steps of the latent DDIM that draws z_sem (Diff-AE; ignored by models without one)
     epochs: int = 10  # training epochs; the epoch with the best val accuracy is kept
@@ -216,7 +216,6 @@ def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
 # -- task ---------------------------------------------------------------------------------
 
 
-@register
 class FakeDetection(Task):
     name = "fake_detection"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
@@ -238,11 +237,11 @@ class FakeDetection(Task):
             from diffae_bench.checkpoint import file_sha256
 
             path = resnet50_weights_path()  # fails here, before any sampling, when the file is absent
-            ctx.pretrained_weights["fake_detection_resnet50"] = {"path": str(path), "sha256": file_sha256(path)}
+            res.pretrained_weights["fake_detection_resnet50"] = {"path": str(path), "sha256": file_sha256(path)}
         n = ctx.n_images(cfg.split, cfg.n_per_class, minimum=self.min_images)
         real = ctx.images(cfg.split, n)
         fakes, per_T = {}, {}
-        for T in cfg.steps:
+        for T in cfg.T:
             fake = ctx.samples(n, T, cfg.T_latent)
             if not torch.isfinite(fake).all():
                 res.notes.append(f"T={T}: samples hold non-finite values; not scored")
@@ -258,7 +257,7 @@ class FakeDetection(Task):
             "per_T": per_T,
             "departures": [f"{cfg.backbone} backbone" + (" trained from scratch" if cfg.backbone == "small_cnn" else "")
                            + " (paper: ImageNet-pretrained ResNet-50)",
-                           f"{n} images per class of {ctx.dataset_name}, T in {list(cfg.steps)} (paper: T = 100, 200, 500)"],
+                           f"{n} images per class of {ctx.dataset_name}, T in {list(cfg.T)} (paper: T = 100, 200, 500)"],
         })
         self._figures(ctx, cfg, real, fakes, res)
         return res
@@ -280,3 +279,6 @@ class FakeDetection(Task):
             p = save_metric_plot(ctx.figure_path("detectability_vs_T.png"), series, "T (DDIM steps)", "test score",
                                  "real-vs-sample detection (0.5 = indistinguishable)")
             res.figures.append(p.name)
+
+
+TASK = FakeDetection  # what the task registry lists under this name

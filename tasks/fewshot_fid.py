@@ -30,8 +30,8 @@ from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 
 from diffae_bench.errors import DataError
-from diffae_bench.frechet import FeatureNetConfig, extract, features_distance, features_distance_ci
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.frechet import FeatureNetConfig, extract, feature_spaces, features_distance, features_distance_ci
+from diffae_bench.task import Metric, Task, TaskResult
 
 from .sample_fid import FD_METRICS
 
@@ -116,7 +116,6 @@ def repeat_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
 
 
 # -- task -------------------------------------------------------------------------------
-@register
 class FewShotFID(Task):
     name = "fewshot_fid"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
@@ -146,10 +145,8 @@ class FewShotFID(Task):
         z_pool = z_train.double().numpy()
         mu, sd = z_pool.mean(0), z_pool.std(0) + 1e-6  # standardise with the pool's statistics
         z_std = (z_pool - mu) / sd
-        if model.prior_needs_train_codes():
-            model.fit_prior(z_train.to(ctx.device))
         attrs = ctx.attributes("train", n_pool)
-        spaces = ctx.feature_spaces(cfg.feature_net, res.notes, cfg.inception)
+        spaces = feature_spaces(ctx, cfg.feature_net, res, cfg.inception)
         real = {s.metric: ctx.real_features(s, "train", n_pool) for s in spaces}
         detail = {}
         for attr in targets:
@@ -181,7 +178,6 @@ class FewShotFID(Task):
     @staticmethod
     def _one_repeat(ctx, cfg, z_std, mu, sd, positive, attr, mode, r) -> tuple[torch.Tensor, float]:
         """One labelled set -> classifier -> rejection-sampled codes -> decoded images; and the acceptance rate."""
-        model = ctx.model
         seed = int(hashlib.sha256(f"{ctx.seed}/fewshot/{attr}/{mode}/{r}".encode()).hexdigest()[:8], 16)
         rng = np.random.default_rng(seed)
         idx, y = labelled_set(positive, mode, cfg, rng)
@@ -189,13 +185,14 @@ class FewShotFID(Task):
         gen = torch.Generator().manual_seed(seed)
 
         def draw(m):
-            with torch.no_grad():
-                return model.sample_latent(m, cfg.T_latent, generator=gen).double().cpu().numpy()
+            return ctx.sample_codes(m, cfg.T_latent, gen).double().numpy()
 
         z, drawn = rejection_sample(draw, lambda z: clf.predict_proba((z - mu) / sd)[:, 1], cfg.n_samples, rng,
                                     batch=max(256, 2 * cfg.n_samples), max_draws=cfg.max_draws)
         z = torch.from_numpy(z).float()
         x_T = ctx.noise(len(z), f"fewshot/{attr}/{mode}/{r}")
-        with torch.no_grad():
-            images = ctx.batched(f"decode {attr} {mode} #{r + 1}", len(z), lambda zb, xb: model.decode(zb, xb, cfg.T), z, x_T)
+        images = ctx.decode(z, x_T, cfg.T, desc=f"decode {attr} {mode} #{r + 1}")
         return images, cfg.n_samples / drawn
+
+
+TASK = FewShotFID  # what the task registry lists under this name

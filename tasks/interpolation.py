@@ -31,7 +31,8 @@ import torch
 
 from diffae_bench import metrics as M
 from diffae_bench.stats import mean_ci
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.lpips_metric import lpips_scorer
+from diffae_bench.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ def _max_over_mean(steps: np.ndarray) -> np.ndarray:
 
 
 # -- task ------------------------------------------------------------------------
-@register
 class Interpolation(Task):
     name = "interpolation"
     version = 1
@@ -127,7 +127,7 @@ class Interpolation(Task):
         ctx.used[cfg.split] = 2 * P  # an odd n leaves its last image out of every pair: record what was used
         x = ctx.images(cfg.split, 2 * P)
         a, b = x[:P], x[P:2 * P]
-        lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None
+        lpips_fn = lpips_scorer(ctx.device, res) if cfg.lpips else None
         paths = self._code_paths(ctx, cfg, 2 * P)
         strips: dict[str, torch.Tensor] = {}
         for name, (z_path, xT_path) in paths.items():
@@ -152,10 +152,9 @@ class Interpolation(Task):
         xT_path = slerp(x_T[:P], x_T[P:], K)
         if not ctx.model.has_semantic_latent:
             return {"xT_slerp": (None, xT_path)}
-        codes = ctx.codes(cfg.split, n)
-        # DMZ: its latent_paths wants the soft codes (hamming binarises them,
-        # lerp is then the continuous path); Diff-AE: z_sem = encode().
-        z = codes["soft"] if "soft" in codes else ctx.z(cfg.split, n)
+        # The code the model declares for paths (Diff-AE: z_sem; the DMZ-style
+        # model: its soft code, which its Hamming path binarises).
+        z = ctx.path_code(cfg.split, n)
         with torch.no_grad():
             z_paths = ctx.model.latent_paths(z[:P].to(ctx.device), z[P:].to(ctx.device), K)
         return {f"z_{kind}+xT_slerp": (zp.cpu(), xT_path) for kind, zp in z_paths.items()}
@@ -166,12 +165,8 @@ class Interpolation(Task):
         K, P = xT_path.shape[:2]
         xT_flat = xT_path.flatten(0, 1)  # (K*P, C, H, W), frame-major
         z_flat = None if z_path is None else z_path.flatten(0, 1)
-        outs = []
-        with torch.no_grad():
-            for s in range(0, len(xT_flat), ctx.batch_size):
-                zb = None if z_flat is None else z_flat[s:s + ctx.batch_size].to(ctx.device)
-                outs.append(ctx.model.decode(zb, xT_flat[s:s + ctx.batch_size].to(ctx.device), T).float().cpu())
-        return torch.cat(outs).view(K, P, *xT_path.shape[2:]).transpose(0, 1)
+        frames = ctx.decode(z_flat, xT_flat, T, desc="decode path")
+        return frames.view(K, P, *xT_path.shape[2:]).transpose(0, 1)
 
     @staticmethod
     def _figure(ctx, a, b, strips: dict[str, torch.Tensor], res: TaskResult) -> None:
@@ -187,3 +182,6 @@ class Interpolation(Task):
                 rows.append(torch.cat([a[p:p + 1], frames[p], b[p:p + 1]]))
                 labels.append(f"pair {p} {name}")
         res.figures.append(save_image_rows(path, rows, labels, label_width=150).name)
+
+
+TASK = Interpolation  # what the task registry lists under this name

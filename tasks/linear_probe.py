@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from diffae_bench.errors import DataError
 from diffae_bench.rng import derive_seed
 from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.task import Metric, Task, TaskResult
 
 
 Representation = Literal["codes", "x_T", "pixels", "random_proj"]
@@ -41,7 +41,7 @@ class LinearProbeConfig:
     n_test: int = 1000  # held-out images the probe is scored on (test split)
     attributes: tuple[str, ...] = ()  # binary attributes to probe; () = all of the data set's
     representations: tuple[Representation, ...] = ("codes", "x_T", "pixels", "random_proj")  # see module doc
-    x_T_steps: int = 20  # T of the inversion for the x_T representation
+    T: int = 20  # DDIM steps of the inversion for the x_T representation
     few_shot_k: tuple[int, ...] = (10,)  # labelled images per class in the few-label setting
     few_shot_draws: int = 5  # random labelled sets averaged in the few-label setting
     max_iter: int = 2000  # logistic-regression iterations (lbfgs)
@@ -94,7 +94,6 @@ def few_label_indices(y: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
     return np.concatenate([rng.choice(pos, k, replace=False), rng.choice(neg, k, replace=False)])
 
 
-@register
 class LinearProbe(Task):
     name = "linear_probe"
     version = 2  # 2: few-label draws seeded per (seed, attribute, k, draw), no longer one stream across representations
@@ -156,7 +155,7 @@ class LinearProbe(Task):
                     res.notes.append(f"no semantic code: the {ctx.model.kind} model's representation is its inverted x_T")
                 reps.update({name: (flat(tr[name]), flat(te[name])) for name in tr})
             elif rep == "x_T":
-                T = cfg.x_T_steps
+                T = cfg.T
                 reps["x_T"] = (flat(ctx.x_T("train", n_tr, T)), flat(ctx.x_T("test", n_te, T)))
             elif rep == "pixels":
                 reps["pixels"] = (flat(ctx.images("train", n_tr)), flat(ctx.images("test", n_te)))
@@ -188,3 +187,6 @@ class LinearProbe(Task):
             probs_by_attr.append(np.stack(draws))
         value, ci = mean_auroc(Y_te, probs_by_attr, seed=seed)
         res.add("fewshot_mean_auroc", value, ci, n=len(Y_te), rep=rep, k=k)
+
+
+TASK = LinearProbe  # what the task registry lists under this name

@@ -1,6 +1,6 @@
 """reconstruction: how well (z_sem, x_T) reproduces an image (Diff-AE Tables 1-2).
 
-For T in `steps`, test images are encoded to z_sem, inverted to x_T with T
+For T in `T`, test images are encoded to z_sem, inverted to x_T with T
 DDIM steps (the stochastic encoder) and decoded with T steps; the "random"
 rows decode z_sem with x_T ~ N(0, I) instead (the "z_sem only" ablation,
 Table 2a), which shows how much of the image z_sem alone carries. Models
@@ -22,13 +22,14 @@ import torch
 
 from diffae_bench import metrics as M
 from diffae_bench.stats import mean_ci
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.lpips_metric import lpips_scorer
+from diffae_bench.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)
 class ReconstructionConfig:
     n_images: int = 100  # test images (the paper: 30k CelebA-HQ; a CPU default, recorded as a departure)
-    steps: tuple[int, ...] = (10, 20, 50, 100)  # T for both inversion and decoding (paper Table 2)
+    T: tuple[int, ...] = (10, 20, 50, 100)  # T for both inversion and decoding (paper Table 2)
     random_xT: bool = True  # also decode z_sem with x_T ~ N(0, I) (Table 2a, "z_sem only")
     split: str = "test"  # held-out images, never the training set
     lpips: bool = True  # compute LPIPS where the AlexNet weights exist
@@ -44,7 +45,6 @@ def score_reconstruction(originals: torch.Tensor, recons: torch.Tensor, lpips_fn
     return out
 
 
-@register
 class Reconstruction(Task):
     name = "reconstruction"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
@@ -62,12 +62,12 @@ class Reconstruction(Task):
         res = TaskResult()
         n = ctx.n_images(cfg.split, cfg.n_images, minimum=self.min_images)
         x = ctx.images(cfg.split, n)
-        lpips_fn = ctx.lpips(res.notes) if cfg.lpips else None
+        lpips_fn = lpips_scorer(ctx.device, res) if cfg.lpips else None
         sources = ["inferred"] + (["random"] if cfg.random_xT and ctx.model.has_semantic_latent else [])
         if cfg.random_xT and not ctx.model.has_semantic_latent:
             res.notes.append("no random-x_T rows: the model has no semantic latent, so decoding noise is not a reconstruction")
         per_image: dict[tuple[int, str], dict[str, np.ndarray]] = {}
-        for T in cfg.steps:
+        for T in cfg.T:
             for src in sources:
                 rec = ctx.reconstruction(cfg.split, n, T, src)
                 scores = score_reconstruction(x, rec, lpips_fn)
@@ -87,15 +87,18 @@ class Reconstruction(Task):
             return
         k = min(cfg.grid_images, len(x))
         rows, labels = [x[:k]], ["input"]
-        for T in cfg.steps:
+        for T in cfg.T:
             for src in sources:
                 rows.append(ctx.reconstruction(cfg.split, len(x), T, src)[:k])
                 labels.append(f"T={T} {src}")
         res.figures.append(save_image_rows(path, rows, labels).name)
-        if len(cfg.steps) > 1:
+        if len(cfg.T) > 1:
             for family in ("ssim", "mse"):
-                series = {src: (list(cfg.steps), [float(per_image[(T, src)][family].mean()) for T in cfg.steps])
+                series = {src: (list(cfg.T), [float(per_image[(T, src)][family].mean()) for T in cfg.T])
                           for src in sources}
                 p = save_metric_plot(ctx.figure_path(f"{family}_vs_T.png"), series, "T (DDIM steps)", family,
                                      f"{family} vs T, x_T inferred / random")
                 res.figures.append(p.name)
+
+
+TASK = Reconstruction  # what the task registry lists under this name

@@ -1,6 +1,6 @@
 """sample_fid: unconditional sample quality against sampling steps (Diff-AE Table 4).
 
-For each T in `steps`, n samples (z from the model's latent prior, x_T ~ N(0, I),
+For each T in `T`, n samples (z from the model's latent prior, x_T ~ N(0, I),
 T-step DDIM) are compared with n real training images by the Frechet distance
 (PROTOCOL "Unconditional FID"). Models with a semantic latent also get the
 "+autoencoding" reference row: z_sem encoded from n real test images, x_T ~ N(0, I),
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diffae_bench.frechet import FeatureNetConfig, extract, features_distance, features_distance_ci
-from diffae_bench.task import Metric, Task, TaskResult, register
+from diffae_bench.frechet import FeatureNetConfig, extract, feature_spaces, features_distance, features_distance_ci
+from diffae_bench.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)
 class SampleFIDConfig:
     n_samples: int = 500  # generated images per T, and real training images (paper: 50k; CPU default)
-    steps: tuple[int, ...] = (10, 20, 50, 100)  # DDIM steps of the image decoder (Table 4)
+    T: tuple[int, ...] = (10, 20, 50, 100)  # DDIM steps of the image decoder (Table 4)
     T_latent: int = 50  # DDIM steps of the latent sampler (Diff-AE's latent DDIM)
     autoencoding: bool = True  # the "+autoencoding" row (z_sem of real test images), where the model has z
     inception: bool = True  # FID as well, where the InceptionV3 weights exist
@@ -40,7 +40,6 @@ FD_METRICS = (
 )
 
 
-@register
 class SampleFID(Task):
     name = "sample_fid"
     version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
@@ -58,9 +57,9 @@ class SampleFID(Task):
             n = min(n, ctx.n_images("test", cfg.n_samples, minimum=self.min_images))  # same n on both rows
         elif cfg.autoencoding:
             res.notes.append("no +autoencoding row: the model has no semantic latent")
-        for space in ctx.feature_spaces(cfg.feature_net, res.notes, cfg.inception):
+        for space in feature_spaces(ctx, cfg.feature_net, res, cfg.inception):
             real = ctx.real_features(space, "train", n)
-            for T in cfg.steps:
+            for T in cfg.T:
                 for row in rows:
                     images = (ctx.samples(n, T, cfg.T_latent) if row == "prior"
                               else ctx.reconstruction("test", n, T, "random"))
@@ -70,3 +69,6 @@ class SampleFID(Task):
         res.extra["departures"] = [f"{n} samples vs {n} training images (paper: 50k)",
                                    f"latent DDIM with T_latent = {cfg.T_latent}"]
         return res
+
+
+TASK = SampleFID  # what the task registry lists under this name

@@ -26,6 +26,11 @@ from diffae_bench.train import TrainOptions, train_autoencoder, train_latent
 # DIFFAE_BENCH_TEST_THREADS=N gives the tests N threads.
 torch.set_num_threads(int(os.environ.get("DIFFAE_BENCH_TEST_THREADS", "1")))
 
+# Tests never download pretrained weights (bench run would fetch LPIPS / FID weights on
+# first use): offline for this process and every `bench` it starts. tests/test_weights.py
+# lifts it inside single tests that serve stand-in files from a local HTTP server.
+os.environ["DIFFAE_BENCH_OFFLINE"] = "1"
+
 # Enough for the tiny preset to begin using z_sem on shapes: the decoder's
 # output convs start at zero and the encoder's code barely varies across
 # images at init, so z only starts to matter after a few hundred steps

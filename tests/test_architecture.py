@@ -292,7 +292,7 @@ def test_reference_models_load_with_the_old_blocks_and_give_the_old_outputs(name
             latent = split_prefix(split_prefix(load_checkpoint(run / LATENT_CHECKPOINT)[0], "ema"), "latent_net")
             old_latent = strict(OldLatentMLP(cfg.latent), latent)
             zl = torch.randn(2, cfg.latent.z_dim, generator=g)
-            assert torch.equal(model.latent_net(zl, t), old_latent(zl, t))
+            assert torch.equal(model.prior.net(zl, t), old_latent(zl, t))
 
 
 def test_latent_reinit_draws_like_the_old_loop():

@@ -99,7 +99,7 @@ def test_ties_pick_the_smallest_step_and_bad_input_is_refused():
 
 
 # -- the task on tiny untrained models ------------------------------------------------------------
-SMALL = {"n_train": 40, "n_images": 4, "edit_steps": "2.0", "bit_counts": "2", "steps": "5", "n_judge_test": 50,
+SMALL = {"n_train": 40, "n_images": 4, "edit_steps": "2.0", "bit_counts": "2", "T": "5", "n_judge_test": 50,
          "figure_images": 2, "feature_net.steps": 3, "feature_net.n_train": 100, "feature_net.n_test": 50}
 
 

@@ -28,7 +28,7 @@ MODEL = "bad_input_model:tiny_diffae"  # written by the factory_module fixture
 RUN = ["run", "--model", MODEL, "--device", "cpu", "--quiet", "--out", "<out>", "--cache-dir", "<cache>",
        "--leaderboard", "<lb>"]
 REC = [*RUN, "--task", "reconstruction"]
-TRAIN = ["train", "--out", "<train>", "--device", "cpu", "--limit", "8"]
+TRAIN = ["train", "--out", "<train>", "--device", "cpu", "--train-limit", "8"]
 
 CASES = [
     # --set: values converted to the config field's type, names checked, nested configs
@@ -36,7 +36,7 @@ CASES = [
     ("set-int-float", [*REC, "--set", "reconstruction.n_images=1.5"], "option 'n_images' expects an integer"),
     ("set-negative", [*REC, "--set", "reconstruction.n_images=-5"], "option 'n_images' must not be negative"),
     ("set-bool", [*REC, "--set", "reconstruction.lpips=maybe"], "option 'lpips' expects true or false"),
-    ("set-int-tuple", [*REC, "--set", "reconstruction.steps=10,x"], "option 'steps' expects comma-separated values"),
+    ("set-int-tuple", [*REC, "--set", "reconstruction.T=10,x"], "option 'T' expects comma-separated values"),
     ("set-float-nan", [*RUN, "--task", "linear_probe", "--set", "linear_probe.C=nan"], "option 'C' expects a number"),
     ("set-unknown", [*REC, "--set", "reconstruction.n_imges=3"], "did you mean 'n_images'"),
     ("set-malformed", [*REC, "--set", "reconstruction"], "--set expects task.field=value"),
@@ -60,8 +60,10 @@ CASES = [
     ("run-limit-task", [*RUN, "--task", "reconstruction,linear_probe", "--limit", "5"],
      "task linear_probe: --limit 5 leaves too few images; at least 20 needed"),
     ("run-limit-interp", [*RUN, "--task", "interpolation", "--limit", "3"], "task interpolation: --limit 3"),
-    ("run-steps-text", [*REC, "--steps", "10,abc"], "--steps expects comma-separated integers"),
-    ("run-steps-zero", [*REC, "--steps", "0"], "--steps expects positive integers"),
+    ("run-T-text", [*REC, "--T", "10,abc"], "--T expects comma-separated integers"),
+    ("run-T-zero", [*REC, "--T", "0"], "--T expects positive integers"),
+    ("run-T-one-value", ["run", "--task", "memorization", "--model", "<model>", "--T", "10,20"], "task memorization takes one T"),
+    ("run-T-and-steps", [*REC, "--T", "10", "--steps", "10"], "give --T only"),
     ("run-batch-zero", [*REC, "--batch-size", "0"], "--batch-size must be a positive integer"),
     ("run-batch-text", [*REC, "--batch-size", "abc"], "Invalid value for '--batch-size'"),
     ("run-seed", [*REC, "--seed", "-1"], "--seed must not be negative"),
@@ -78,8 +80,10 @@ CASES = [
     ("train-steps-and-images", [*TRAIN, "--steps", "1", "--images", "8"], "give --steps or --images, not both"),
     ("train-ckpt-every", [*TRAIN, "--steps", "1", "--ckpt-every", "0"], "--ckpt-every must be a positive integer"),
     ("train-lr", [*TRAIN, "--steps", "1", "--lr", "nan"], "--lr must be a positive number"),
-    ("train-limit", ["train", "--out", "<train>", "--device", "cpu", "--steps", "1", "--limit", "0"],
-     "--limit must be a positive integer"),
+    ("train-limit", ["train", "--out", "<train>", "--device", "cpu", "--steps", "1", "--train-limit", "0"],
+     "--train-limit must be a positive integer"),
+    ("run-dataset-args", [*REC, "--dataset-args", "download"], "--dataset-args expects key=value"),
+    ("ls-format", ["ls", "tasks", "--format", "yaml"], "--format must be text or json"),
     ("train-preset", [*TRAIN, "--steps", "1", "--preset", "smal"], "did you mean 'small'"),
     ("train-mode", [*TRAIN, "--steps", "1", "--numeric-mode", "fp64"], "unknown numeric mode 'fp64'"),
     ("train-stage", [*TRAIN, "--steps", "1", "--stage", "both"], "'both' is not one of"),
@@ -144,13 +148,15 @@ def test_the_table_is_large_enough():
 
 def test_set_values_are_converted_to_the_field_types():
     options = parse_task_options(["reconstruction.lpips=False", "reconstruction.random_xT=true",
-                                  "reconstruction.steps=10,20", "reconstruction.n_images=8"])
-    assert options == {"reconstruction": {"lpips": "False", "random_xT": "true", "steps": "10,20", "n_images": "8"}}
+                                  "reconstruction.T=10,20", "reconstruction.n_images=8"])
+    assert options == {"reconstruction": {"lpips": "False", "random_xT": "true", "T": "10,20", "n_images": "8"}}
     cfg = get_task("reconstruction").make_config(options["reconstruction"])
-    assert cfg.lpips is False and cfg.random_xT is True and cfg.steps == (10, 20) and cfg.n_images == 8
+    assert cfg.lpips is False and cfg.random_xT is True and cfg.T == (10, 20) and cfg.n_images == 8
     # one value where the field holds a tuple; Python values as demo.py and the tests pass them
-    assert get_task("reconstruction").make_config({"steps": "10"}).steps == (10,)
-    assert get_task("reconstruction").make_config({"steps": 10, "lpips": False}).steps == (10,)
+    assert get_task("reconstruction").make_config({"T": "10"}).T == (10,)
+    assert get_task("reconstruction").make_config({"T": 10, "lpips": False}).T == (10,)
+    with pytest.warns(FutureWarning, match="reconstruction.steps is now reconstruction.T"):  # the old name, for one release
+        assert get_task("reconstruction").make_config({"steps": "10,20"}).T == (10, 20)
     probe = get_task("linear_probe").make_config({"attributes": "digit_0,digit_1", "C": "0.5", "few_shot_k": "3"})
     assert probe.attributes == ("digit_0", "digit_1") and probe.C == 0.5 and probe.few_shot_k == (3,)
     assert get_task("linear_probe").make_config({"attributes": ""}).attributes == ()

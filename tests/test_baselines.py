@@ -16,7 +16,7 @@ import torch
 from diffae_bench.baselines import DDIM, DMZ, DMZConfig, hamming_path, relaxed_bernoulli
 from diffae_bench.data import load_dataset
 from diffae_bench.errors import BenchError
-from diffae_bench.interface import NoSemanticLatent
+from diffae_bench.models import NoSemanticLatent, has_latent_stage
 from diffae_bench.models import build_model, get_kind, load_model, model_names
 from diffae_bench.nets.code_attention import CodeCrossAttention
 from diffae_bench.nets.unet import Block
@@ -64,7 +64,8 @@ def trained_dmz(shapes16):
 def test_registry_lists_all_three_models():
     assert {"diffae", "ddim", "dmz"} <= set(model_names())
     assert get_kind("ddim").cls is DDIM and get_kind("dmz").cls is DMZ
-    assert not get_kind("ddim").latent_stage and not get_kind("dmz").latent_keys
+    assert not has_latent_stage(build_model("ddim", TINY)) and not has_latent_stage(build_model("dmz", TINY))
+    assert has_latent_stage(build_model("diffae", TINY))
 
 
 def test_dmz_bits_per_preset():
@@ -258,35 +259,39 @@ def test_dmz_codes_depend_on_the_image(trained_dmz):
 # ------------------------------------------------------------------ DMZ priors
 def test_dmz_priors():
     model = build_model("dmz", TINY).eval()
+    prior = model.prior
     d, gen = model.z_dim, torch.Generator().manual_seed(0)
-    assert model.prior == "bernoulli" and not model.prior_needs_train_codes()
-    with pytest.raises(BenchError, match="fit_prior"):
-        model.sample_latent(4, 0, gen, prior="empirical")
-    with pytest.raises(BenchError, match="fit_prior"):
-        model.sample_latent(4, 0, gen, prior="codes")
+    assert prior.mode == "bernoulli" and not prior.uses_train_codes and not has_latent_stage(model)
+    for mode in ("empirical", "codes"):
+        prior.mode = mode
+        assert prior.uses_train_codes
+        with pytest.raises(BenchError, match="train_codes"):
+            model.sample_latent(4, 0, gen)  # a data-derived prior without its data
     with pytest.raises(BenchError):
-        model.prior = "gaussian"
+        prior.mode = "gaussian"
     freq_true = torch.linspace(0.05, 0.95, d)
     codes = (torch.rand(2000, d, generator=gen) < freq_true).float()
     with pytest.raises(BenchError, match="hard"):
-        model.fit_prior(codes * 0.9)  # soft codes are refused
-    model.fit_prior(codes)
-    assert torch.equal(model.bit_frequencies, codes.mean(0))
+        model.sample_latent(4, 0, gen, train_codes=codes * 0.9)  # soft codes are refused
     n = 20000
-    for prior in ("bernoulli", "empirical", "codes"):
-        z = model.sample_latent(n, 0, torch.Generator().manual_seed(1), prior=prior)
-        assert z.shape == (n, d) and bool(((z == 0) | (z == 1)).all()), prior
-        p = torch.full((d,), 0.5) if prior == "bernoulli" else model.bit_frequencies
+    for mode in ("bernoulli", "empirical", "codes"):
+        prior.mode = mode
+        z = model.sample_latent(n, 0, torch.Generator().manual_seed(1), train_codes=codes)
+        assert z.shape == (n, d) and bool(((z == 0) | (z == 1)).all()), mode
+        p = torch.full((d,), 0.5) if mode == "bernoulli" else prior.bit_frequencies(codes)
         sigma = (p * (1 - p) / n).sqrt()
-        assert ((z.mean(0) - p).abs() <= 5 * sigma + 1e-6).all(), prior  # per-bit frequencies match
-    z = model.sample_latent(50, 0, torch.Generator().manual_seed(2), prior="codes")
+        assert ((z.mean(0) - p).abs() <= 5 * sigma + 1e-6).all(), mode  # per-bit frequencies match
+    prior.mode = "codes"
+    z = model.sample_latent(50, 0, torch.Generator().manual_seed(2), train_codes=codes)
     assert (z[:, None, :] == codes[None]).all(-1).any(1).all()  # every draw is a training code
-    # T_latent is ignored, the generator decides; model.prior drives sample().
+    # T_latent is ignored, the generator decides; the prior's mode drives sample().
+    prior.mode = "bernoulli"
     draw = lambda T_latent: model.sample_latent(8, T_latent, torch.Generator().manual_seed(3))
     assert torch.equal(draw(1), draw(100))
-    model.prior = "codes"
-    assert model.describe()["prior"] == "codes" and model.prior_needs_train_codes()
-    assert model.sample(2, T=10, generator=torch.Generator().manual_seed(0)).shape == (2, *model.image_shape)
+    prior.mode = "codes"
+    assert model.describe()["prior"] == "codes"
+    assert model.sample(2, T=10, generator=torch.Generator().manual_seed(0), train_codes=codes).shape == (2, *model.image_shape)
+    assert not list(prior.state_dict())  # nothing data-derived is kept on the model
 
 
 # ------------------------------------------------------------------ interpolation
@@ -343,7 +348,7 @@ def test_train_resume_and_load(name, cls, tmp_path, capsys):
 @pytest.mark.slow  # trains, in a subprocess
 def test_cli_train_dmz_and_resume(tmp_path):
     out = tmp_path / "dmz"
-    cmd = [sys.executable, "-m", "diffae_bench.cli", "train", "--model", "dmz", "--preset", "tiny",
+    cmd = [sys.executable, "-m", "diffae_bench.cli", "train", "--kind", "dmz", "--preset", "tiny",
            "--image-size", str(SIZE), "--steps", "2", "--batch-size", "8", "--limit", "64", "--device", "cpu",
            "--out", str(out)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -124,7 +124,7 @@ def _ctx(model, tmp_path):
 def test_task_scores_every_representation_with_cis(tmp_path):
     model = build_model("diffae", PRESETS.get("tiny").for_data(3, 16)).eval()
     task = get_task("disentanglement")
-    cfg = task.make_config({"n_train": 60, "n_test": 30, "x_T_steps": 5, "dci_refits": 2, "max_iter": 100})
+    cfg = task.make_config({"n_train": 60, "n_test": 30, "T": 5, "dci_refits": 2, "max_iter": 100})
     res = task().run(_ctx(model, tmp_path), cfg)
     vals = {v.key: v for v in res.values}
     for rep in ("z_sem", "x_T", "pixels"):

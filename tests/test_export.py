@@ -26,10 +26,10 @@ def test_export_is_small_loadable_and_described(trained_diffae, tmp_path):
     x = torch.rand(8, 3, 16, 16, generator=g) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(ref.encode(x), exp.encode(x), atol=1e-2)
-        assert torch.equal(ref.z_mean, exp.z_mean) and torch.equal(ref.z_std, exp.z_std)  # small tensors exact
+        assert torch.equal(ref.prior.z_mean, exp.prior.z_mean) and torch.equal(ref.prior.z_std, exp.prior.z_std)  # small tensors exact
     assert entry["files"]["checkpoint.safetensors"]["sha256"] == file_sha256(out / "checkpoint.safetensors")
     assert entry["images_seen"] == trained_diffae["step"] * 32 and entry["seed"] == 0
-    assert entry["train_commands"][0].startswith("bench train --model diffae --preset tiny --dataset shapes")
+    assert entry["train_commands"][0].startswith("bench train --kind diffae --preset tiny --dataset shapes")
     assert "--image-size 16" in entry["train_commands"][0] and "--limit 512" in entry["train_commands"][0]
     assert entry["train_commands"][1].startswith("bench train --stage latent --steps 300")
     update_manifest(tmp_path / "manifest.json", entry)

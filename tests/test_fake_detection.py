@@ -92,17 +92,17 @@ def test_task_declares_lower_detectability_as_better():
     assert cls is FD.FakeDetection and cls.version == 2
     assert cls.metric("auroc").main and not cls.metric("auroc").higher_is_better
     assert not cls.metric("accuracy").higher_is_better
-    cfg = cls.make_config({"steps": 10})
-    assert cfg.steps == (10,) and cfg.backbone == "small_cnn" and cfg.n_per_class == 500
+    cfg = cls.make_config({"T": 10})
+    assert cfg.T == (10,) and cfg.backbone == "small_cnn" and cfg.n_per_class == 500
 
 
 def test_end_to_end_on_the_tiny_diffae(trained_diffae, tmp_path):
     opts = RunOptions(tasks=("fake_detection",), models=(str(trained_diffae["dir"]),), out=str(tmp_path / "run"),
                       device="cpu", cache_dir=str(tmp_path / "cache"), progress=False,
-                      task_options={"fake_detection": {"n_per_class": 40, "steps": (10, 20), "epochs": 2}})
+                      task_options={"fake_detection": {"n_per_class": 40, "T": (10, 20), "epochs": 2}})
     out, records = run(opts)
     rec = json.loads((out / "fake_detection__diffae__shapes.json").read_text())
-    assert rec["task"]["name"] == "fake_detection" and rec["task"]["config"]["steps"] == [10, 20]
+    assert rec["task"]["name"] == "fake_detection" and rec["task"]["config"]["T"] == [10, 20]
     by_key = {m["key"]: m for m in rec["metrics"]}
     assert set(by_key) == {"accuracy/T=10", "auroc/T=10", "accuracy/T=20", "auroc/T=20"}
     for m in by_key.values():

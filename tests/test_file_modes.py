@@ -93,9 +93,9 @@ def test_bench_train_and_run_write_group_readable_files_under_umask_002(tmp_path
     monkeypatch.setenv("DIFFAE_BENCH_CACHE", str(tmp_path / "cache"))
     old = os.umask(0o002)
     try:
-        for argv in (["train", "--out", "model", "--steps", "1", "--limit", "8", "--batch-size", "4", "--image-size", "16",
+        for argv in (["train", "--out", "model", "--steps", "1", "--train-limit", "8", "--batch-size", "4", "--image-size", "16",
                       "--device", "cpu"],
-                     ["run", "--task", "reconstruction", "--model", "model", "--limit", "2", "--steps", "2", "--device",
+                     ["run", "--task", "reconstruction", "--model", "model", "--limit", "2", "--T", "2", "--device",
                       "cpu", "--quiet", "--out", "out", "--leaderboard", "board/leaderboard.csv", "--numeric-mode", "fp32",
                       "--set", "reconstruction.lpips=false", "--set", "reconstruction.random_xT=false"]):
             with pytest.raises(SystemExit) as exit_info:

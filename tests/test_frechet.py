@@ -21,12 +21,13 @@ from scipy import integrate, stats as sps
 from diffae_bench.cache import Cache
 from diffae_bench.context import EvalContext
 from diffae_bench.data import ImageDataset, load_dataset
-from diffae_bench.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space,
+from diffae_bench.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space, feature_spaces,
                                   committed_feature_net_path, extract,
                                   features_distance_ci, frechet_distance_eig,
                                   features_distance, inception_space, inception_unavailable_reason, statistics)
 from diffae_bench.models import load_model
 from diffae_bench.runner import RunOptions, run
+from diffae_bench.task import TaskResult
 from diffae_bench.tasks.fewshot_fid import FewShotConfig, labelled_set, rejection_sample, repeat_interval
 
 MNIST = "../shared/data/mnist"
@@ -139,8 +140,17 @@ def test_inception_path_runs_end_to_end_with_a_local_state_dict(tmp_path, monkey
         m.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, *a, **k: None)
         torch.manual_seed(0)
         random_net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    import dataclasses
+    import hashlib
+
+    from diffae_bench import weights as W
+
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(random_net.state_dict(), tmp_path / "hub" / "checkpoints" / INCEPTION_FILE)
+    assert "refused" in inception_unavailable_reason()  # not the published file
+    blob = (tmp_path / "hub" / "checkpoints" / INCEPTION_FILE).read_bytes()  # this test alone accepts it, for wiring
+    monkeypatch.setitem(W.KNOWN, "inception", dataclasses.replace(W.KNOWN["inception"], size=len(blob),
+                                                                  sha256=hashlib.sha256(blob).hexdigest()))
     assert inception_unavailable_reason() is None
     space = inception_space(torch.device("cpu"))
     assert space.metric == "fid" and len(space.info["sha256"]) == 64
@@ -217,7 +227,7 @@ def _run(tmp_path, task, models, options, cache="cache"):
 
 
 def test_sample_fid_end_to_end_with_cached_real_statistics(trained_diffae, trained_ddim, tmp_path):
-    opts = {"n_samples": 24, "steps": (10, 20), "T_latent": 10, **NET_OPTS}
+    opts = {"n_samples": 24, "T": (10, 20), "T_latent": 10, **NET_OPTS}
     recs = _run(tmp_path, "sample_fid", [trained_diffae["dir"], trained_ddim["dir"]], opts)
     diffae, ddim = recs["sample_fid__diffae__shapes.json"], recs["sample_fid__ddim__shapes.json"]
     keys = {m["key"] for m in diffae["metrics"]}
@@ -238,7 +248,7 @@ def test_sample_fid_end_to_end_with_cached_real_statistics(trained_diffae, train
 def test_real_features_are_invalidated_when_the_data_changes(trained_diffae, tmp_path):
     cfg = FeatureNetConfig(steps=5, n_train=256, n_test=32)
     ctx = EvalContext(load_model(trained_diffae["dir"]), "shapes", cache=Cache(tmp_path), progress=False)
-    space = ctx.feature_spaces(cfg, [])[0]
+    space = feature_spaces(ctx, cfg, TaskResult())[0]
     a = ctx.real_features(space, "train", 32)
     misses = ctx.cache.misses
     assert torch.equal(ctx.real_features(space, "train", 32), a) and ctx.cache.misses == misses
@@ -249,7 +259,7 @@ def test_real_features_are_invalidated_when_the_data_changes(trained_diffae, tmp
     ctx2._data[("train", ds.image_shape[1])] = ImageDataset(ds.name, ds.split, ds.attributes, ds.image_shape, changed,
                                                             binary_attributes=ds.binary_attributes,
                                                             class_column=ds.class_column)
-    space2 = ctx2.feature_spaces(cfg, [])[0]  # the feature net is retrained on the changed data
+    space2 = feature_spaces(ctx2, cfg, TaskResult())[0]  # the feature net is retrained on the changed data
     b = ctx2.real_features(space2, "train", 32)
     assert ctx2.cache.misses >= misses + 2 and space2.info["sha256"] != space.info["sha256"]
     assert not torch.equal(a, b)

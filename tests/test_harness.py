@@ -20,7 +20,7 @@ from diffae_bench.models import load_model
 from diffae_bench.numerics import numerics_fingerprint
 from diffae_bench.task import get_task, task_names
 
-QUICK = ["--limit", "24", "--steps", "10", "--set", "linear_probe.few_shot_k=3", "--set", "linear_probe.x_T_steps=10",
+QUICK = ["--limit", "24", "--T", "10", "--set", "linear_probe.few_shot_k=3",
          "--quiet", "--device", "cpu"]
 
 
@@ -52,7 +52,7 @@ def test_run_writes_records_with_provenance(two_runs, trained_diffae):
     assert len(recs) == 4  # 2 tasks x 2 models
     rec = recs["reconstruction__diffae__shapes.json"]
     assert rec["task"] == {**rec["task"], "name": "reconstruction", "version": 2}
-    assert rec["task"]["config"]["steps"] == [10]
+    assert rec["task"]["config"]["T"] == [10]
     assert rec["model"]["checkpoint_sha256"] == load_model(trained_diffae["dir"]).checkpoint_sha256
     assert rec["dataset"]["splits"]["test"]["n_used"] == 24 and len(rec["dataset"]["splits"]["test"]["content_hash"]) == 64
     assert rec["environment"]["torch"].startswith("2.") and "commit" in rec["git"] and rec["seed"] == 0
@@ -168,7 +168,7 @@ def test_adhoc_variant_through_module_factory(trained_diffae, tmp_path):
             return load_model({str(trained_diffae['dir'])!r})
     """))
     r = bench("run", "--task", "reconstruction", "--model", "myvariant:make", "--out", tmp_path / "out",
-              "--cache-dir", tmp_path / "cache", "--set", "reconstruction.n_images=4", "--steps", "10", "--quiet",
+              "--cache-dir", tmp_path / "cache", "--set", "reconstruction.n_images=4", "--T", "10", "--quiet",
               "--device", "cpu", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rec = json.loads((tmp_path / "out" / "reconstruction__myvariant_make__shapes.json").read_text())
@@ -176,20 +176,35 @@ def test_adhoc_variant_through_module_factory(trained_diffae, tmp_path):
 
 
 def test_other_packages_register_through_entry_points(monkeypatch):
+    """Plugins load lazily by name; a broken one is reported by name; a built-in's name is refused."""
     from diffae_bench import registry as registry_mod
+    from diffae_bench.errors import BenchError
 
     class Plugin:
         name = "my_task"
 
     class EntryPoint:
-        def load(self):
-            return Plugin
+        def __init__(self, name, value, load):
+            self.name, self.value, self.group, self._load = name, value, "diffae_bench.tasks", load
 
-    monkeypatch.setattr(registry_mod, "entry_points", lambda group: [EntryPoint()] if group == "diffae_bench.tasks" else [])
-    reg = registry_mod.Registry("task")
-    reg.add_entry_points("diffae_bench.tasks")
-    reg.add_entry_points("diffae_bench.models")
-    assert reg.names() == ["my_task"] and reg.get("my_task") is Plugin
+        def load(self):
+            return self._load()
+
+    def broken():
+        raise ImportError("No module named 'their_dependency'")
+
+    eps = [EntryPoint("my_task", "pkg:Plugin", lambda: Plugin), EntryPoint("broken_task", "pkg2:Task", broken),
+           EntryPoint("reconstruction", "pkg3:Recon", lambda: Plugin)]
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: eps if group == "diffae_bench.tasks" else [])
+    reg = registry_mod.Registry("task", group="diffae_bench.tasks",
+                                builtins={"reconstruction": "diffae_bench.tasks.reconstruction:TASK"})
+    assert reg.get("my_task") is Plugin
+    with pytest.raises(BenchError, match="task plugin 'broken_task' .pkg2:Task. failed to load: ImportError"):
+        reg.get("broken_task")
+    assert "broken_task" not in reg.names() and "my_task" in reg.names()  # the others keep working
+    with pytest.raises(BenchError, match="uses the built-in task name 'reconstruction'"):
+        reg.get("reconstruction")
+    assert set(reg.load_all()) == {"my_task"}
 
 
 def test_codes_keep_the_models_order_when_served_from_the_cache(tmp_path):
@@ -208,7 +223,7 @@ def test_codes_keep_the_models_order_when_served_from_the_cache(tmp_path):
 
 # ---------------------------------------------------------------- no stale result, no batch-size dependence (issue 13)
 VARIANT = """
-from diffae_bench.diffae import DiffAE
+from diffae_bench.models.diffae import DiffAE
 from diffae_bench.models import load_model
 
 SCALE = {scale}
@@ -229,7 +244,7 @@ def make():
 def test_a_changed_decode_is_never_served_stale_decodes(trained_diffae, tmp_path):
     """The same checkpoint behind changed model code must recompute (the cache keys hold the code's hash)."""
     args = ["run", "--task", "reconstruction", "--model", "variant:make", "--cache-dir", tmp_path / "cache",
-            "--set", "reconstruction.n_images=4", "--steps", "10", "--quiet", "--device", "cpu"]
+            "--set", "reconstruction.n_images=4", "--T", "10", "--quiet", "--device", "cpu"]
     values = []
     for i, scale in enumerate((1.0, 0.5)):
         (tmp_path / "variant.py").write_text(VARIANT.format(scale=scale, path=str(trained_diffae["dir"])))

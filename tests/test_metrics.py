@@ -100,14 +100,27 @@ def test_lpips_absent_weights_say_where(tmp_path, monkeypatch):
 
 
 def test_lpips_wiring_with_a_locally_saved_alexnet(tmp_path, monkeypatch):
-    """Wiring only: a randomly initialised AlexNet saved where torchvision's would be. Not LPIPS numbers."""
+    """Wiring only: a randomly initialised AlexNet saved where torchvision's would be. Not LPIPS numbers.
+
+    The published sha256 refuses such a file (tests/test_weights.py); this test alone
+    makes the table accept it, to reach the code behind the check.
+    """
+    import dataclasses
+    import hashlib
+
     import torchvision
+
+    from diffae_bench import weights as W
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     ckpt = tmp_path / "hub" / "checkpoints"
     ckpt.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), ckpt / ALEXNET_FILE)
+    assert "refused" in lpips_unavailable_reason()
+    blob = (ckpt / ALEXNET_FILE).read_bytes()
+    monkeypatch.setitem(W.KNOWN, "alexnet", dataclasses.replace(W.KNOWN["alexnet"], size=len(blob),
+                                                                sha256=hashlib.sha256(blob).hexdigest()))
     assert lpips_unavailable_reason() is None
     fn = LPIPS()
     a, b = _pair(3)

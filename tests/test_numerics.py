@@ -118,7 +118,7 @@ def test_runner_records_the_numeric_mode(tmp_path, monkeypatch):
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     spec = "decode=fp32-cl,invert=fp32,encode=fp32"
-    opts = RunOptions(tasks=("reconstruction",), models=("numfactory:make",), dataset="shapes", limit=4, steps=(10,),
+    opts = RunOptions(tasks=("reconstruction",), models=("numfactory:make",), dataset="shapes", limit=4, T=(10,),
                       out=str(tmp_path / "run"), device="cpu", use_cache=False, progress=False, numeric_mode=spec,
                       task_options={"reconstruction": {"random_xT": False, "lpips": False}})
     _, records = run(opts)

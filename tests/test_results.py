@@ -104,7 +104,7 @@ def test_table_formats_render():
 
 def test_table_cli_writes_file(tmp_path):
     path = write_record(tmp_path, make_record())
-    code, out = run_cli("table", path, "--format", "markdown", "--main-only", "--task", "fake", "--out", tmp_path / "t.md")
+    code, out = run_cli("table", path, "--format", "markdown", "--main-only", "--task", "fake", "--output", tmp_path / "t.md")
     assert code == 0, out
     assert "| acc/T=20* ↑ |" in (tmp_path / "t.md").read_text()
 
@@ -145,7 +145,7 @@ def test_reappend_replaces_and_rebuild_equals_appended(tmp_path):
     write_record(tmp_path / "runs" / "a", first)
     write_record(tmp_path / "runs" / "b", rerun)
     write_record(tmp_path / "runs" / "b", other)
-    code, out = run_cli("leaderboard", tmp_path / "runs", "--out", tmp_path / "rebuilt.csv",
+    code, out = run_cli("leaderboard", tmp_path / "runs", "--output", tmp_path / "rebuilt.csv",
                         "--markdown", tmp_path / "lb.md")
     assert code == 0, out
     pd.testing.assert_frame_equal(read_rows_csv(tmp_path / "rebuilt.csv"), read_rows_csv(csv_path))

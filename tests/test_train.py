@@ -11,7 +11,7 @@ import torch
 
 from diffae_bench.checkpoint import load_checkpoint, save_checkpoint
 from diffae_bench.data import load_dataset
-from diffae_bench.diffae import DiffAE
+from diffae_bench.models.diffae import DiffAE
 from diffae_bench.errors import CheckpointError, TrainingDiverged
 from diffae_bench.models import load_model
 from diffae_bench.train import TrainOptions, train_autoencoder
@@ -53,13 +53,13 @@ def test_decoder_output_depends_on_z_sem(trained_diffae):
 
 def test_latent_ddim_samples_are_unstandardised(trained_diffae):
     model = load_model(trained_diffae["dir"], require_latent=True)
-    assert bool(model.latent_trained)
+    assert bool(model.prior.trained)
     z = model.sample_latent(256, T_latent=20, generator=torch.Generator().manual_seed(0))
     assert z.shape == (256, model.z_dim) and torch.isfinite(z).all()
     # Samples live where the training codes live (un-standardised), not around 0 / 1.
-    rel = ((z.mean(0) - model.z_mean).abs() / model.z_std).mean()
+    rel = ((z.mean(0) - model.prior.z_mean).abs() / model.prior.z_std).mean()
     assert rel < 1.0, rel
-    assert model.z_std.min() > 0
+    assert model.prior.z_std.min() > 0
 
 
 def _opts(tmp_path, **kw):
@@ -128,12 +128,12 @@ def bench(*args, cwd=None):
 @pytest.mark.parametrize("args,expect", [
     (["--dataset", "shapez"], "did you mean 'shapes'"),
     (["--preset", "smal"], "did you mean 'small'"),
-    (["--model", "difae"], "did you mean 'diffae'"),
+    (["--kind", "difae"], "did you mean 'diffae'"),
     (["--image-size", "30"], "does not fit"),
 ])
 def test_train_cli_bad_input(tmp_path, args, expect):
     out = tmp_path / "run"
-    r = bench("train", "--out", str(out), "--steps", "1", "--limit", "8", "--device", "cpu", *args)
+    r = bench("train", "--out", str(out), "--steps", "1", "--train-limit", "8", "--device", "cpu", *args)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], r.stderr
@@ -143,7 +143,7 @@ def test_train_cli_bad_input(tmp_path, args, expect):
 @pytest.mark.slow  # starts a subprocess
 def test_train_cli_writes_config_and_checkpoint(tmp_path):
     out = tmp_path / "run"
-    r = bench("train", "--out", str(out), "--steps", "2", "--limit", "16", "--batch-size", "4", "--device", "cpu")
+    r = bench("train", "--out", str(out), "--steps", "2", "--train-limit", "16", "--batch-size", "4", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "diffae" and cfg["dataset"]["name"] == "shapes" and cfg["dataset"]["n_images"] == 16

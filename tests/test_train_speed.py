@@ -21,7 +21,7 @@ from diffae_bench import diffusion as D
 from diffae_bench import train as train_mod
 from diffae_bench.checkpoint import load_checkpoint
 from diffae_bench.data import load_dataset
-from diffae_bench.diffae import DiffAE
+from diffae_bench.models.diffae import DiffAE
 from diffae_bench.errors import TrainingDiverged
 from diffae_bench.models import load_model
 from diffae_bench.perf_accuracy import train_loss_agreement
@@ -163,7 +163,7 @@ def test_bf16_training_loss_and_gradient_agree_with_fp32(trained_diffae):
 def test_train_cli_logs_and_prints_the_x0_diagnostic(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "diffae_bench.cli", "train", "--out", str(out), "--steps", "4",
-                        "--limit", "16", "--batch-size", "4", "--image-size", "16", "--device", "cpu",
+                        "--train-limit", "16", "--batch-size", "4", "--image-size", "16", "--device", "cpu",
                         "--diag-every", "2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     recs = [json.loads(line) for line in (out / "x0_diagnostic.jsonl").read_text().splitlines()]

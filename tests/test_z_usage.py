@@ -15,7 +15,7 @@ from diffae_bench import diffusion as D
 from diffae_bench.cache import Cache
 from diffae_bench.context import EvalContext
 from diffae_bench.errors import BenchError
-from diffae_bench.interface import DiffusionAutoencoder
+from diffae_bench.models import DiffusionAutoencoder
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
 from diffae_bench.task import get_task
@@ -92,7 +92,7 @@ class _Oracle(DiffusionAutoencoder):
     def encode(self, x0):
         return x0.flatten(1)
 
-    def predict_eps(self, x_t, t, z=None):
+    def denoise(self, x_t, t, z=None):
         # eps = (x_t - sqrt(a) x0) / sqrt(1 - a), with x0 guessed as trust * z (0 when z is ignored)
         a = self.alpha_bar[t.cpu()].view(-1, 1, 1, 1).to(x_t)
         return (x_t - a.sqrt() * self.trust * z.view(-1, *self.image_shape)) / (1 - a).sqrt()

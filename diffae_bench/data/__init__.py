@@ -13,18 +13,16 @@ from typing import Callable
 
 from ..errors import DataError
 from ..registry import Registry
-from . import celeba, dsprites, imagefolder, mnist, shapes
 from ._common import candidate_roots, default_root, take_first
 from .base import SPLITS, ImageDataset, uint8_to_unit, unit_to_uint8
 
 DEFAULT_DATASET = "shapes"
 
-DATASETS: Registry[Callable[..., ImageDataset]] = Registry("data set")
-DATASETS.add("shapes", shapes.load)
-DATASETS.add("mnist", mnist.load)
-DATASETS.add("dsprites", dsprites.load)
-DATASETS.add("celeba", celeba.load)
-DATASETS.add("imagefolder", imagefolder.load)
+# Built-ins are listed like plugins (diffae_bench.registry): a loader's module is
+# imported when its data set is first asked for; other packages add data sets
+# through the "diffae_bench.datasets" entry-point group (each loads a loader function).
+DATASETS: Registry[Callable[..., ImageDataset]] = Registry("data set", group="diffae_bench.datasets", builtins={
+    name: f"diffae_bench.data.{name}:load" for name in ("shapes", "mnist", "dsprites", "celeba", "imagefolder")})
 
 
 def load_dataset(

@@ -126,3 +126,16 @@ def take_first(ds: ImageDataset, limit: int | None) -> ImageDataset:
         ds._hash = None
     ds.meta = {**ds.meta, "limit": limit}
     return ds
+
+
+def default_cache_dir() -> Path:
+    """$DIFFAE_BENCH_CACHE, else $XDG_CACHE_HOME/diffae_bench, else ~/.cache/diffae_bench."""
+    if os.environ.get("DIFFAE_BENCH_CACHE"):
+        return Path(os.environ["DIFFAE_BENCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "diffae_bench"
+
+
+def hash_cache_dir() -> Path:
+    """Where lazy data sets' content hashes are kept (base._cached_file_hash)."""
+    return default_cache_dir() / "content_hash"

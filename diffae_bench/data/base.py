@@ -41,6 +41,7 @@ class ImageDataset:
     factors: tuple[str, ...] = ()
     source: str = ""  # where the data came from (path or "procedural")
     meta: dict = field(default_factory=dict)  # loader options that shape the data
+    files: tuple | None = None  # lazy data sets: the image files (their size and mtime key the hash cache)
     _hash: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -73,6 +74,8 @@ class ImageDataset:
         Keys caches and records: two data sets with the same hash hold the
         same pixels and labels in the same order, whatever their names.
         """
+        if self._hash is None and self.images is None and self.files is not None:
+            self._hash = _cached_file_hash(self)
         if self._hash is None:
             h = hashlib.sha256()
             h.update(repr((self.name, self.split, self.image_shape, len(self))).encode())
@@ -91,3 +94,34 @@ def uint8_to_unit(x: np.ndarray) -> torch.Tensor:
 def unit_to_uint8(x: torch.Tensor) -> np.ndarray:
     """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def _cached_file_hash(ds: ImageDataset) -> str:
+    """A lazy data set's content hash, computed once per file list: decoding 200k JPEGs at every start
+    is minutes. The cache entry is keyed by every file's path, size and mtime (and the loader's
+    options and labels), so a changed, added or removed file recomputes it."""
+    import json
+    import os
+
+    from ._common import hash_cache_dir
+
+    key = hashlib.sha256()
+    key.update(json.dumps([ds.name, ds.split, list(ds.image_shape), len(ds), ds.meta], sort_keys=True,
+                          default=str).encode())
+    key.update(ds.attributes.to_csv(index=False).encode())
+    for f in ds.files[:len(ds)]:
+        st = os.stat(f)
+        key.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    entry = hash_cache_dir() / key.hexdigest()
+    if entry.is_file():
+        return entry.read_text().strip()
+    files, ds.files = ds.files, None  # compute by decoding, once
+    try:
+        value = ds.content_hash()
+    finally:
+        ds.files = files
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    tmp.write_text(value + "\n")
+    os.replace(tmp, entry)
+    return value

@@ -82,6 +82,7 @@ def load(
         attributes=attrs,
         image_shape=(3, size, size),
         load_uint8=load_uint8,
+        files=tuple(paths),
         binary_attributes=names,
         class_column=None,
         source=str(base),

@@ -92,6 +92,7 @@ def load(
         attributes=attrs,
         image_shape=(channels, size, size),
         load_uint8=load_uint8,
+        files=tuple(paths),
         binary_attributes=binary,
         class_column=class_column,
         source=str(folder),

@@ -27,7 +27,8 @@ _UBYTE = 0x08  # IDX type code for unsigned bytes, the only one MNIST uses
 HOW_TO_GET = (
     "put the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
     "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) in one of those folders, "
-    "set DIFFAE_BENCH_DATA to a folder holding mnist/, pass root=..., or pass download=True"
+    "set DIFFAE_BENCH_DATA to a folder holding mnist/, pass --data-root DIR, or let torchvision fetch it: "
+    "--dataset-args download=true (Python: download=True)"
 )
 
 

@@ -3,8 +3,9 @@
 A run directory (written by `bench train`) holds
   config.json              what was trained and how (human-readable copy)
   checkpoint.safetensors   stage 1: EMA + online weights, optimizer, RNG, meta
-  latent.safetensors       stage 2 (Diff-AE only): the latent DDIM, tied by
-                           sha256 to the stage-1 checkpoint it was fitted on
+  latent.safetensors       stage 2 (models whose prior is trainable, e.g. Diff-AE's
+                           latent DDIM): the prior, tied by sha256 to the stage-1
+                           checkpoint it was fitted on
 Evaluation uses the EMA weights.
 """
 
@@ -17,12 +18,11 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import file_sha256, from_dict, load_checkpoint, load_state_strict, split_prefix
-from .diffae import DiffAE, DiffAEConfig
-from .errors import CheckpointError
-from .interface import DiffusionAutoencoder
-from .presets import Preset
-from .registry import Registry
+from ..checkpoint import file_sha256, from_dict, load_checkpoint, load_state_strict, split_prefix
+from ..errors import CheckpointError
+from ..presets import Preset
+from ..registry import Registry
+from .base import DiffusionAutoencoder
 
 CHECKPOINT = "checkpoint.safetensors"
 LATENT_CHECKPOINT = "latent.safetensors"
@@ -35,44 +35,28 @@ class ModelKind:
     config_cls: type  # frozen dataclass describing the architecture
     from_preset: Callable[[Preset], object]  # preset (already sized for the data) -> config
     description: str  # one line for `bench ls models`
-    latent_stage: bool = False  # has a second training stage (latent DDIM)
-    latent_keys: tuple[str, ...] = ()  # state-dict prefixes that stage 2 writes
 
 
-MODELS: Registry[ModelKind] = Registry("model")
-
-MODELS.add("diffae", ModelKind(
-    name="diffae",
-    cls=DiffAE,
-    config_cls=DiffAEConfig,
-    from_preset=lambda p: DiffAEConfig(unet=p.unet, encoder=p.encoder, latent=p.latent),
-    description="Diff-AE: semantic encoder + AdaGN-conditioned DDIM + latent DDIM (Preechakul et al. 2022)",
-    latent_stage=True,
-    latent_keys=("latent_net.", "z_mean", "z_std", "latent_trained"),
-))
-
-_loaded_plugins = False
-
-
-def _load_plugins() -> None:
-    """Built-in baselines, then third-party models from the 'diffae_bench.models' entry points."""
-    global _loaded_plugins
-    if _loaded_plugins:
-        return
-    _loaded_plugins = True
-    from . import baselines  # noqa: F401  (registers ddim, dmz)
-
-    MODELS.add_entry_points("diffae_bench.models")
+# Built-ins are listed like plugins (diffae_bench.registry); third-party models
+# come from the "diffae_bench.models" entry-point group (each loads a ModelKind).
+MODELS: Registry[ModelKind] = Registry("model", group="diffae_bench.models", builtins={
+    "diffae": "diffae_bench.models.diffae:KIND",
+    "ddim": "diffae_bench.baselines.ddim:KIND",
+    "dmz": "diffae_bench.baselines.dmz:KIND",
+})
 
 
 def get_kind(name: str) -> ModelKind:
-    _load_plugins()
     return MODELS.get(name)
 
 
 def model_names() -> list[str]:
-    _load_plugins()
     return MODELS.names()
+
+
+def has_latent_stage(model: DiffusionAutoencoder) -> bool:
+    """Whether the model has a prior with parameters, fitted by `bench train --stage latent`."""
+    return model.prior is not None and model.prior.trainable
 
 
 def build_model(name: str, preset: Preset) -> DiffusionAutoencoder:
@@ -102,25 +86,25 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", require_lat
     if "model" not in meta or "model_config" not in meta:
         raise CheckpointError(f"{ckpt} is not a diffae_bench checkpoint (no model/model_config in its metadata)")
     kind, model = build_from_meta(meta)
-    state = split_prefix(tensors, "ema")
+    state = model.upgrade_state(split_prefix(tensors, "ema"))
     sha = file_sha256(ckpt)
     fingerprint = [sha]
     latent_path = ckpt.parent / LATENT_CHECKPOINT
-    if kind.latent_stage and latent_path.is_file():
+    if has_latent_stage(model) and latent_path.is_file():
         lt, lmeta = load_checkpoint(latent_path)
         if lmeta.get("autoencoder_sha256") != sha:
             raise CheckpointError(
                 f"{latent_path} was fitted on a different autoencoder checkpoint than {ckpt.name}; "
                 "re-run `bench train --stage latent`"
             )
-        latent_state = split_prefix(lt, "ema")
-        own = {k for k in model.state_dict() if k.startswith(kind.latent_keys)}
+        latent_state = model.upgrade_state(split_prefix(lt, "ema"))
+        own = {k for k in model.state_dict() if k.startswith("prior.")}
         if set(latent_state) != own:
-            raise CheckpointError(f"{latent_path} does not match the model's latent DDIM")
+            raise CheckpointError(f"{latent_path} does not match the model's latent prior")
         # The latent file's weights win; an exported autoencoder file may leave them out.
         state = {**state, **latent_state}
         fingerprint.append(file_sha256(latent_path))
-    elif require_latent and kind.latent_stage:
+    elif require_latent and has_latent_stage(model):
         raise CheckpointError(f"{ckpt.parent} has no {LATENT_CHECKPOINT}; run `bench train --stage latent --out {ckpt.parent}`")
     load_state_strict(model, state, f"checkpoint {ckpt}")
     model.checkpoint_path = str(ckpt)

@@ -6,7 +6,7 @@ For each binary attribute of the data set:
 
   continuous codes  a logistic classifier on the standardised training codes (as the probes);
                     each held-out image's code moves along the unit normal, toward the value the
-                    image does not have, by each step of `edit_steps`, in units of the training codes'
+                    image does not have, by each step of `edit_sizes`, in units of the training codes'
                     std along that normal (the spread of the classifier's direction, so one unit
                     means the same on every model); then un-standardised.
   binary codes      (DMZ-style) the `bit_counts` bits most correlated (Pearson, training hard
@@ -63,7 +63,7 @@ class AttributeManipulationConfig:
     n_train: int = 2000  # training images whose codes and labels fit the edit direction
     n_images: int = 24  # held-out images edited (every attribute, step and T)
     attributes: tuple[str, ...] = ()  # binary attributes to edit; () = all of the data set's
-    edit_steps: tuple[float, ...] = (1.0, 2.0, 4.0)  # continuous codes: steps along the normal (std units); 0 is added
+    edit_sizes: tuple[float, ...] = (1.0, 2.0, 4.0)  # continuous codes: how far along the normal (std units); 0 is added
     bit_counts: tuple[int, ...] = (1, 4, 16)  # binary codes: how many of the most correlated bits are set
     T: tuple[int, ...] = (10, 20)  # DDIM steps of decoding, x_T inverted with the same T (`bench run --T` sets it)
     max_other_flip: float = 0.2  # preservation: a step qualifies when the mean fraction of other attributes flipped is at most this
@@ -194,8 +194,8 @@ class AttributeManipulation(Task):
         Z_tr, Z_te = ctx.z("train", n_tr).numpy().astype(np.float64), ctx.z("test", n).numpy().astype(np.float64)
         judge = self._judge(ctx, cfg, heads, res)
         lpips_fn = lpips_scorer(ctx.device, res)
-        grid = (0, *cfg.bit_counts) if mode == "bits" else (0.0, *cfg.edit_steps)
-        step_name = "bits" if mode == "bits" else "step"
+        grid = (0, *cfg.bit_counts) if mode == "bits" else (0.0, *cfg.edit_sizes)
+        step_name = "bits" if mode == "bits" else "size"
         edits = {}
         for a, attr in enumerate(heads):
             if attr not in attrs:
@@ -207,7 +207,7 @@ class AttributeManipulation(Task):
                 order, sign = bit_ranking(Z_tr, Y_tr[:, a])
                 edits[attr] = set_bits(Z_te, order, sign, targets, cfg.bit_counts)
             else:
-                edits[attr] = shift_codes(Z_te, edit_direction(Z_tr, Y_tr[:, a], cfg.C, cfg.max_iter), targets, cfg.edit_steps)
+                edits[attr] = shift_codes(Z_te, edit_direction(Z_tr, Y_tr[:, a], cfg.C, cfg.max_iter), targets, cfg.edit_sizes)
         figure = {}
         for T in cfg.T:
             x_T, recon = ctx.x_T("test", n, T), ctx.reconstruction("test", n, T, "inferred")
@@ -236,7 +236,7 @@ class AttributeManipulation(Task):
                         res.add("lpips_to_recon", float(v.mean()), percentile_ci(v[resample_indices(n, seed=ctx.seed)].mean(1)),
                                 n=n, T=T, attr=attr, **{step_name: g})
                 res.add("attr_edit_success", *sc["summary"], n=n, T=T, attr=attr)
-                res.extra.setdefault("chosen_step", {}).setdefault(f"T={T}", {})[attr] = grid[sc["summary_step"]]
+                res.extra.setdefault("chosen_edit", {}).setdefault(f"T={T}", {})[attr] = grid[sc["summary_step"]]
                 boots.append(sc["summary_boot"])
                 if T == max(cfg.T):
                     figure[attr] = imgs[:, :cfg.figure_images]

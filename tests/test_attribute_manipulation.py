@@ -99,7 +99,7 @@ def test_ties_pick_the_smallest_step_and_bad_input_is_refused():
 
 
 # -- the task on tiny untrained models ------------------------------------------------------------
-SMALL = {"n_train": 40, "n_images": 4, "edit_steps": "2.0", "bit_counts": "2", "T": "5", "n_judge_test": 50,
+SMALL = {"n_train": 40, "n_images": 4, "edit_sizes": "2.0", "bit_counts": "2", "T": "5", "n_judge_test": 50,
          "figure_images": 2, "feature_net.steps": 3, "feature_net.n_train": 100, "feature_net.n_test": 50}
 
 
@@ -111,7 +111,7 @@ def _run(kind, tmp_path, out_dir=None):
     return task().run(ctx, task.make_config(SMALL))
 
 
-@pytest.mark.parametrize("kind,param,param0", [("diffae", "step=2.0", "step=0.0"), ("dmz", "bits=2", "bits=0")])
+@pytest.mark.parametrize("kind,param,param0", [("diffae", "size=2.0", "size=0.0"), ("dmz", "bits=2", "bits=0")])
 def test_task_edits_each_attribute_and_draws_the_figure(kind, param, param0, tmp_path):
     res = _run(kind, tmp_path, out_dir=tmp_path / "out")
     vals = {v.key: v for v in res.values}

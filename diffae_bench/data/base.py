@@ -35,6 +35,10 @@ class ImageDataset:
     load_uint8: Callable[[np.ndarray], np.ndarray] | None = None
     binary_attributes: tuple[str, ...] = ()  # columns usable as 2-class labels
     class_column: str | None = None  # multi-class label column, if any (e.g. "digit")
+    # Columns holding the generative factors that drew each image (shapes, dSprites), for
+    # disentanglement measures; () where the data has no known generative factors (MNIST's digit
+    # is a label, not a full set of factors).
+    factors: tuple[str, ...] = ()
     source: str = ""  # where the data came from (path or "procedural")
     meta: dict = field(default_factory=dict)  # loader options that shape the data
     files: tuple | None = None  # lazy data sets: the image files (their size and mtime key the hash cache)

@@ -81,6 +81,7 @@ def load(
         images=np.ascontiguousarray(images),
         binary_attributes=BINARY,
         class_column="shape",
+        factors=FACTORS,  # the class indices (latents_classes), as disentanglement_lib uses them
         source=str(path),
         meta={"image_size": size, "variant": variant, "resize": resize, "split_seed": SPLIT_SEED},
     )

@@ -42,6 +42,7 @@ POS_RANGE = (0.25, 0.75)
 ROT_RANGE = (0.0, 90.0)
 CROSS_WIDTH = 0.35  # arm half-width / arm half-length
 
+FACTORS = ("shape", "colour", "size", "x", "y", "rotation")  # every column draw_factors samples
 BINARY = ("is_circle", "is_large", "is_left", "is_top", "is_warm")
 _SPLIT_CODE = {"train": 0, "test": 1}
 _STREAM = 0x5348  # "SH": keeps these streams apart from any other use of the seed
@@ -78,6 +79,7 @@ def load(
         images=images,
         binary_attributes=BINARY,
         class_column="shape",
+        factors=FACTORS,
         source="procedural",
         meta={"image_size": size, "seed": int(seed), f"n_{split}": n, "generator": "shapes-v1"},
     )

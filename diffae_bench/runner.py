@@ -127,10 +127,12 @@ def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
         elif opts.T is not None and not takes_T(cls):
             print(f"note: task {cls.name} takes no T (it runs no DDIM sampler); --T does not apply to it",
                   file=sys.stderr)
-        if opts.limit is not None and opts.limit < cls.min_images:
+        cfg = cls.make_config(overrides)
+        need = cls.min_images_for(cfg)
+        if opts.limit is not None and opts.limit < need:
             raise BenchError(f"task {cls.name}: --limit {opts.limit} leaves too few images; "
-                             f"at least {cls.min_images} needed per split")
-        out.append((cls, cls.make_config(overrides)))
+                             f"at least {need} needed per split")
+        out.append((cls, cfg))
     unknown = set(opts.task_options) - set(opts.tasks)
     if unknown:
         raise BenchError(f"options given for task(s) not being run: {', '.join(sorted(unknown))}")

@@ -82,6 +82,11 @@ class Task:
     # refuses a --limit below it for every task before any task runs.
     min_images: ClassVar[int] = 1
 
+    @classmethod
+    def min_images_for(cls, cfg) -> int:
+        """The fewest images per split this config can run on (default: min_images); checked before any task runs."""
+        return cls.min_images
+
     def run(self, ctx, cfg) -> TaskResult:  # pragma: no cover - interface
         raise NotImplementedError
 

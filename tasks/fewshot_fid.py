@@ -122,6 +122,13 @@ class FewShotFID(Task):
     Config = FewShotConfig
     needs_attributes = True
     min_images = 2  # the pool is also the real reference: a covariance needs two images
+
+    @classmethod
+    def min_images_for(cls, cfg: FewShotConfig) -> int:
+        """The labelled sets must fit in the pool: 2 x n_binary (binary), n_pu_positive (PU), at least."""
+        need = [cls.min_images] + ([2 * cfg.n_binary] if "binary" in cfg.modes else []) + (
+            [cfg.n_pu_positive] if "pu" in cfg.modes else [])
+        return max(need)
     description = "few-shot conditional generation (D2C binary / PU): Frechet distance to the target class (Table 3)"
     metrics = FD_METRICS + (
         Metric("acceptance_rate", higher_is_better=True,

@@ -60,6 +60,8 @@ CASES = [
     ("run-limit-task", [*RUN, "--task", "reconstruction,linear_probe", "--limit", "5"],
      "task linear_probe: --limit 5 leaves too few images; at least 20 needed"),
     ("run-limit-interp", [*RUN, "--task", "interpolation", "--limit", "3"], "task interpolation: --limit 3"),
+    ("run-limit-fewshot", [*RUN, "--task", "fewshot_fid", "--limit", "32"],
+     "task fewshot_fid: --limit 32 leaves too few images; at least 100 needed"),
     ("run-T-text", [*REC, "--T", "10,abc"], "--T expects comma-separated integers"),
     ("run-T-zero", [*REC, "--T", "0"], "--T expects positive integers"),
     ("run-T-one-value", ["run", "--task", "memorization", "--model", "<model>", "--T", "10,20"], "task memorization takes one T"),

@@ -6,7 +6,8 @@
 Runs `bench run`'s code (diffae_bench.runner) on the committed reference
 models with no cache (every stage computed) and nothing written, and times
 the stages by wrapping the functions that do them, exclusive of the stages
-they call (a sample's decode counts as "sample", not "decode"):
+they call (the decoding inside sample() counts as "decode"; "sample" is the
+latent prior's share):
 
   encode / invert / decode / sample   the model's encode, encode_stochastic, decode, sample
   probe fits                          scikit-learn LogisticRegression.fit (probes, few-shot, manipulation)

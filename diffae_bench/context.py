@@ -182,6 +182,35 @@ class EvalContext:
         stored = self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
         return {k.split("/", 1)[1]: stored[k] for k in sorted(stored)}
 
+    def representation_arrays(self, names, n_train: int, n_test: int, T: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(train, test) float64 arrays (n, D) of representations for probes, by name, in the order asked.
+
+        "codes": every code the model declares (none without a semantic latent);
+        "x_T": DDIM-inverted noise with T steps; "pixels"; "random_proj": pixels
+        through a fixed Gaussian projection (seeded by the run's seed) to the
+        code's width (512 without one), a control of the same width.
+        """
+        flat = lambda t: t.flatten(1).numpy().astype(np.float64)
+        reps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for rep in names:
+            if rep == "codes":
+                tr, te = self.codes("train", n_train), self.codes("test", n_test)
+                reps.update({name: (flat(tr[name]), flat(te[name])) for name in tr})
+            elif rep == "x_T":
+                reps["x_T"] = (flat(self.x_T("train", n_train, T)), flat(self.x_T("test", n_test, T)))
+            elif rep == "pixels":
+                reps["pixels"] = (flat(self.images("train", n_train)), flat(self.images("test", n_test)))
+            elif rep == "random_proj":
+                width = self.model.z_dim or 512
+                d = int(np.prod(self.model.image_shape))
+                g = torch.Generator().manual_seed(self.seed)
+                W = torch.randn(d, width, generator=g) / d**0.5  # fixed Gaussian projection
+                reps["random_proj"] = (flat(self.images("train", n_train).flatten(1) @ W),
+                                       flat(self.images("test", n_test).flatten(1) @ W))
+            else:
+                raise DataError(f"unknown representation '{rep}' (codes, x_T, pixels, random_proj)")
+        return reps
+
     def path_code(self, split: str, n: int) -> torch.Tensor:
         """The representation the model's latent_paths() walks (declared interpolate=True; default the first)."""
         specs = self.model.codes

@@ -102,8 +102,8 @@ def shard(n_chunks: int) -> range:
     return range(min(r * per, n_chunks), min((r + 1) * per, n_chunks))
 
 
-def gather_cat(local: torch.Tensor | None, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Concatenate every rank's rows in rank order (ranks may hold different counts, or none)."""
+def gather_cat(local: torch.Tensor | None) -> torch.Tensor:
+    """Concatenate every rank's float32 rows in rank order (ranks may hold different counts, or none)."""
     if not active():
         return local
     dev = _comm_device()
@@ -111,16 +111,15 @@ def gather_cat(local: torch.Tensor | None, like: torch.Tensor | None = None) -> 
     counts = [torch.zeros_like(n) for _ in range(world_size())]
     dist.all_gather(counts, n)
     counts = [int(c.item()) for c in counts]
-    ref = local if local is not None else like
     # Every rank needs the row shape and dtype: take them from the first non-empty rank.
     first = next(i for i, c in enumerate(counts) if c > 0)
     meta = torch.zeros(8, dtype=torch.int64, device=dev)
     if rank() == first:
-        meta[0] = ref.ndim - 1
-        meta[1:ref.ndim] = torch.tensor(ref.shape[1:])
+        meta[0] = local.ndim - 1
+        meta[1:local.ndim] = torch.tensor(local.shape[1:])
     dist.broadcast(meta, src=first)
     row_shape = tuple(int(v) for v in meta[1:1 + int(meta[0])])
-    dtype = ref.dtype if ref is not None else torch.float32
+    dtype = torch.float32  # map_batches' outputs
     biggest = max(counts)
     buf = torch.zeros((biggest, *row_shape), dtype=dtype, device=dev)
     if local is not None and len(local):

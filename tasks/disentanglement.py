@@ -54,7 +54,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from diffae_bench.errors import DataError
 from diffae_bench.rng import derive_seed
 from diffae_bench.stats import percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult
@@ -307,21 +306,8 @@ class Disentanglement(Task):
 
     @staticmethod
     def _representations(ctx, cfg, n_tr: int, n_te: int, res: TaskResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        reps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        flat = lambda t: t.flatten(1).numpy().astype(np.float64)
-        for rep in cfg.representations:
-            if rep == "codes":
-                tr, te = ctx.codes("train", n_tr), ctx.codes("test", n_te)
-                if not tr:
-                    res.notes.append("the model declares no semantic code: only x_T and pixels are scored")
-                reps.update({name: (flat(tr[name]), flat(te[name])) for name in tr})
-            elif rep == "x_T":
-                reps["x_T"] = (flat(ctx.x_T("train", n_tr, cfg.T)), flat(ctx.x_T("test", n_te, cfg.T)))
-            elif rep == "pixels":
-                reps["pixels"] = (flat(ctx.images("train", n_tr)), flat(ctx.images("test", n_te)))
-            else:
-                raise DataError(f"unknown representation '{rep}' (codes, x_T, pixels)")
-        return reps
-
+        if "codes" in cfg.representations and not ctx.model.codes:
+            res.notes.append("the model declares no semantic code: only x_T and pixels are scored")
+        return ctx.representation_arrays(cfg.representations, n_tr, n_te, cfg.T)
 
 TASK = Disentanglement  # what the task registry lists under this name

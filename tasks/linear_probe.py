@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -146,29 +145,9 @@ class LinearProbe(Task):
 
     @staticmethod
     def _representations(ctx, cfg, n_tr: int, n_te: int, res: TaskResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        reps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        flat = lambda t: t.flatten(1).numpy().astype(np.float64)
-        for rep in cfg.representations:
-            if rep == "codes":
-                tr, te = ctx.codes("train", n_tr), ctx.codes("test", n_te)
-                if not tr:
-                    res.notes.append(f"no semantic code: the {ctx.model.kind} model's representation is its inverted x_T")
-                reps.update({name: (flat(tr[name]), flat(te[name])) for name in tr})
-            elif rep == "x_T":
-                T = cfg.T
-                reps["x_T"] = (flat(ctx.x_T("train", n_tr, T)), flat(ctx.x_T("test", n_te, T)))
-            elif rep == "pixels":
-                reps["pixels"] = (flat(ctx.images("train", n_tr)), flat(ctx.images("test", n_te)))
-            elif rep == "random_proj":
-                width = ctx.model.z_dim or 512
-                d = int(np.prod(ctx.model.image_shape))
-                g = torch.Generator().manual_seed(ctx.seed)
-                W = torch.randn(d, width, generator=g) / d**0.5  # fixed Gaussian projection
-                reps["random_proj"] = (flat(ctx.images("train", n_tr).flatten(1) @ W),
-                                       flat(ctx.images("test", n_te).flatten(1) @ W))
-            else:
-                raise DataError(f"unknown representation '{rep}' (codes, x_T, pixels, random_proj)")
-        return reps
+        if "codes" in cfg.representations and not ctx.model.codes:
+            res.notes.append(f"no semantic code: the {ctx.model.kind} model's representation is its inverted x_T")
+        return ctx.representation_arrays(cfg.representations, n_tr, n_te, cfg.T)
 
     @staticmethod
     def _few_shot(rep, X_tr, X_te, Y_tr, Y_te, attrs, k, cfg, seed, res: TaskResult) -> None:

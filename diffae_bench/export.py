@@ -52,6 +52,8 @@ def train_commands(config: dict, steps: int, latent_meta: dict | None, out: str)
     for flag, key in (("--batch-size", "batch_size"), ("--lr", "lr"), ("--train-limit", "train_limit")):
         if o.get(key) is not None:
             cmd.append(f"{flag} {o[key]}")
+    if o.get("numeric_mode", "fp32") != "fp32":  # how it was computed; the weights' recipe is the same
+        cmd.append(f"--numeric-mode {o['numeric_mode']}")
     cmd.append(f"--out {out}")
     cmds = [" ".join(cmd)]
     if latent_meta is not None:

@@ -40,6 +40,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per process")
     ap.add_argument("--cache-dir", default="/tmp/diffae-bench-eval-cache")
     ap.add_argument("--only", default=None, help="comma-separated reference names")
+    ap.add_argument("--models", default=str(MODELS_DIR), help="folder holding the exported models, one folder per name")
     ap.add_argument("--tasks", default=None, help="comma-separated tasks (default: every registered task)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run to test this script")
     ap.add_argument("--logs", default=None, help="write each process's output to <logs>/eval-<name>.log")
@@ -48,11 +49,11 @@ def main() -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     procs = []
     for name, _, data in REFERENCES:
-        if a.only and name not in a.only.split(","):
+        if (a.only and name not in a.only.split(",")) or not (Path(a.models) / name).is_dir():
             continue
         out = Path(a.out) / data / name
         cmd = [sys.executable, "-m", "diffae_bench.cli", "run", "--offline",  # weights are carried, never fetched
-               "--task", ",".join(tasks), "--model", str(MODELS_DIR / name),
+               "--task", ",".join(tasks), "--model", str(Path(a.models) / name),
                "--dataset", data, "--out", str(out), "--numeric-mode", "fp32", "--device", a.device, "--seed", "0",
                "--cache-dir", a.cache_dir, "--quiet"]
         if data == "mnist" and a.mnist_root:

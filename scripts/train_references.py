@@ -30,16 +30,29 @@ LATENT_STEPS = 5000  # latent DDIM steps (batch 256): an MLP, seconds on a GPU, 
 NO_LIMIT = 10**9  # "train until the deadline"
 
 
-def child(name: str, model: str, dataset: str, root: str, data_root: str | None, device: str) -> None:
-    """One training run (the same TrainOptions `bench train` builds), stopped by SIGINT."""
+def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
+    """One training run (the same TrainOptions `bench train` builds), stopped at its deadline."""
     from diffae_bench.train import TrainOptions, train_autoencoder
 
-    opts = TrainOptions(model=model, preset="small", dataset=dataset, data_root=data_root, image_size=IMAGE_SIZE,
-                        steps=NO_LIMIT, seed=SEED, out=str(Path(root) / name), ckpt_every=2000, device=device,
-                        progress=False)
+    opts = TrainOptions(model=model, preset="small", dataset=dataset, data_root=a.mnist_root if dataset == "mnist" else None,
+                        image_size=IMAGE_SIZE, steps=NO_LIMIT, seed=SEED, out=str(Path(a.root) / name),
+                        ckpt_every=a.ckpt_every, device=a.device, progress=False, numeric_mode=a.numeric_mode,
+                        batch_size=a.batch_size, lr=a.lr, diag_every=a.diag_every, max_seconds=a.seconds)
     s = train_autoencoder(opts)
     print(json.dumps({"name": name, "step": s["step"], "loss_ema": s["loss_ema"], "images_per_s": s["images_per_s"],
-                      "wall_s": s["wall_s"]}), flush=True)
+                      "wall_s": s["wall_s"], "numeric_mode": a.numeric_mode, "x0_diagnostic": s.get("x0_diagnostic")}),
+          flush=True)
+
+
+def start_child(name: str, model: str, dataset: str, a: argparse.Namespace, seconds: float, mode: str, root: str):
+    cmd = [sys.executable, __file__, "--seconds", f"{seconds:.1f}", "--root", root, "--device", a.device,
+           "--numeric-mode", mode, "--diag-every", str(a.diag_every), "--ckpt-every", str(a.ckpt_every),
+           "--child", name, model, dataset]
+    cmd += ["--mnist-root", a.mnist_root] if a.mnist_root else []
+    cmd += ["--batch-size", str(a.batch_size)] if a.batch_size else []
+    cmd += ["--lr", str(a.lr)] if a.lr else []
+    log = open(Path(a.logs) / f"train-{name}.log", "a") if a.logs else None
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
 
 
 def main() -> None:
@@ -51,11 +64,19 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--only", default=None, help="comma-separated names to train")
     ap.add_argument("--latent-steps", type=int, default=LATENT_STEPS, help="latent DDIM steps (Diff-AE)")
+    ap.add_argument("--numeric-mode", default="fp32", help="network precision of the loss (bf16-cl: the GPU fast path)")
+    ap.add_argument("--fallback-mode", default="fp32",
+                    help="a run that fails in its first --fallback-window seconds restarts in this mode, in a new folder")
+    ap.add_argument("--fallback-window", type=float, default=90.0)
+    ap.add_argument("--batch-size", type=int, default=None, help="None: the preset's")
+    ap.add_argument("--lr", type=float, default=None, help="None: the preset's")
+    ap.add_argument("--diag-every", type=int, default=500, help="steps between high-t x0 checks")
+    ap.add_argument("--ckpt-every", type=int, default=2000)
+    ap.add_argument("--logs", default=None, help="each training's output to <logs>/train-<name>.log")
     ap.add_argument("--child", nargs=3, metavar=("NAME", "MODEL", "DATASET"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        name, model, dataset = a.child
-        child(name, model, dataset, a.root, a.mnist_root if dataset == "mnist" else None, a.device)
+        child(*a.child, a)
         return
 
     from diffae_bench.device import describe_device, resolve_device
@@ -64,23 +85,37 @@ def main() -> None:
     from diffae_bench.train import TrainOptions, train_latent
 
     wanted = [r for r in REFERENCES if a.only is None or r[0] in a.only.split(",")]
-    procs = []
-    for name, model, dataset in wanted:
-        cmd = [sys.executable, __file__, "--seconds", str(a.seconds), "--root", a.root, "--device", a.device,
-               "--child", name, model, dataset] + (["--mnist-root", a.mnist_root] if a.mnist_root else [])
-        procs.append((name, subprocess.Popen(cmd, cwd=ROOT)))
-    deadline = time.time() + a.seconds
-    while time.time() < deadline and any(p.poll() is None for _, p in procs):
+    t0 = time.time()
+    deadline = t0 + a.seconds
+    roots = {name: a.root for name, _, _ in wanted}
+    procs = {name: start_child(name, model, data, a, a.seconds, a.numeric_mode, a.root) for name, model, data in wanted}
+    fell_back = set()
+    while any(p.poll() is None for p in procs.values()) or any(
+            p.returncode != 0 and name not in fell_back and time.time() - t0 < a.fallback_window
+            and a.fallback_mode != a.numeric_mode for name, p in procs.items()):
+        for name, model, data in wanted:
+            p = procs[name]
+            if (p.poll() not in (None, 0) and name not in fell_back and time.time() - t0 < a.fallback_window
+                    and a.fallback_mode != a.numeric_mode):
+                # The fast mode failed on this machine early on: the same run, in the mode that always works.
+                print(f"{name}: {a.numeric_mode} failed (exit {p.returncode}); restarting in {a.fallback_mode}", flush=True)
+                fell_back.add(name)
+                roots[name] = a.root + "-fallback"
+                procs[name] = start_child(name, model, data, a, deadline - time.time(), a.fallback_mode, roots[name])
+        if time.time() > deadline + 120:
+            for p in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)  # past the deadline: clean stop (finish the step, save)
         time.sleep(2)
-    for _, p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)  # clean stop: finish the step, save
-    for name, p in procs:
-        if p.wait() != 0:
-            raise SystemExit(f"training {name} failed (exit {p.returncode})")
+    failed = [name for name, p in procs.items() if p.returncode != 0]
+    for name in failed:
+        print(f"training {name} failed (exit {procs[name].returncode})", flush=True)
+    print(f"trainings done after {time.time() - t0:.0f} s", flush=True)
     where = {"device": describe_device(resolve_device(a.device)), **machine()}
     for name, model, dataset in wanted:
-        run = Path(a.root) / name
+        if name in failed:
+            continue
+        run = Path(roots[name]) / name
         (run / "trained_on.json").write_text(json.dumps(where, indent=2))
         if model == "diffae":
             train_latent(TrainOptions(out=str(run), steps=a.latent_steps, seed=SEED, device=a.device, progress=False,

@@ -11,8 +11,13 @@ p(c|z) < 0.5 and otherwise accepted with probability p(c|z); accepted codes are 
 with x_T ~ N(0, I). The Frechet distance between the accepted images and all real images
 of class c (in the pool) is the score; each regime is repeated `repeats` times with new
 labelled sets and reported as mean, with a t-interval over the repeats as its CI (the
-paper reports mean +- std, kept in the record). The naive baseline compares all real pool
-images with the class-c images: a conditional sampler should beat it.
+paper reports mean +- std, kept in the record). Two references sit beside it, per attribute:
+  naive          all real pool images vs the class-c images;
+  unconditional  n_samples samples of the same prior WITHOUT rejection (same T, T_latent,
+                 x_T ~ N(0, I); ctx.samples, so shared with sample_fid at the same n, T and
+                 seed) vs the class-c images, at the same n as the conditional score.
+The rejection step is doing its job only where the conditional distance is below the
+unconditional one; the naive baseline alone cannot tell, since it uses real images.
 
 Pure cores: `labelled_set` (which pool rows are labelled how) and `rejection_sample`
 (arrays in, accepted codes out), both tested on synthetic inputs with known answers.
@@ -118,7 +123,9 @@ def repeat_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
 # -- task -------------------------------------------------------------------------------
 class FewShotFID(Task):
     name = "fewshot_fid"
-    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
+    # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size.
+    # 3: the unconditional-samples control (method=unconditional) beside the naive baseline (issue 21).
+    version = 3
     Config = FewShotConfig
     needs_attributes = True
     min_images = 2  # the pool is also the real reference: a covariance needs two images
@@ -155,6 +162,9 @@ class FewShotFID(Task):
         attrs = ctx.attributes("train", n_pool)
         spaces = feature_spaces(ctx, cfg.feature_net, res, cfg.inception)
         real = {s.metric: ctx.real_features(s, "train", n_pool) for s in spaces}
+        # The control: the prior's samples without rejection, at the conditional score's n (FD's bias depends on n).
+        uncond_images = ctx.samples(cfg.n_samples, cfg.T, cfg.T_latent)
+        uncond = {s.metric: extract(s, uncond_images, ctx.batch_size) for s in spaces}
         detail = {}
         for attr in targets:
             positive = attrs[attr].to_numpy() == 1
@@ -163,6 +173,10 @@ class FewShotFID(Task):
                 pool, target = real[s.metric], real[s.metric][positive]
                 res.add(s.metric, features_distance(pool, target), features_distance_ci(pool, target, seed=ctx.seed),
                         n=int(positive.sum()), attr=attr, method="naive")
+                # The control: unconditional samples vs class c; its CI resamples the samples (as sample_fid).
+                fake = uncond[s.metric]
+                res.add(s.metric, features_distance(fake, target), features_distance_ci(fake, target, seed=ctx.seed),
+                        n=cfg.n_samples, attr=attr, method="unconditional")
             for mode in cfg.modes:
                 fds, rates = {s.metric: [] for s in spaces}, []
                 for r in range(cfg.repeats):
@@ -179,7 +193,8 @@ class FewShotFID(Task):
         res.extra["departures"] = [f"{cfg.n_samples} accepted samples per repeat (paper: 5,000), T = {cfg.T} "
                                    f"(paper: 100), T_latent = {cfg.T_latent}; pool: first {n_pool} training images",
                                    "CI: Student-t interval of the mean over repeats (the paper reports mean +- std; "
-                                   "std is in extra.per_repeat)"]
+                                   "std is in extra.per_repeat); naive and unconditional rows: bootstrap over images",
+                                   "unconditional control (not in the paper): the prior's samples without rejection"]
         return res
 
     @staticmethod

@@ -21,6 +21,9 @@ statistic over a k-means partition of the training set (recorded in notes).
 Distances: pixel MSE on [0, 1] images; z: MSE of encode() codes (samples are
 encoded with the model's encoder; same ranking as L2); LPIPS where its weights
 exist, searched among the `lpips_candidates` pixel-nearest training images.
+The search covers the whole training split by default (60,000 MNIST images): a
+copy of an image outside a subset would go unseen. It runs in blocks of the
+training set, so memory stays bounded whatever the split's size.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from diffae_bench.task import Metric, Task, TaskResult
 @dataclass(frozen=True)
 class MemorizationConfig:
     n_samples: int = 200  # generated samples; as many held-out test images are the reference group
-    n_train: int = 2000  # training images searched for nearest neighbours (first n of the train split)
+    n_train: int | None = None  # training images searched for nearest neighbours; None: the whole training split (an int: its first n)
     T: int = 20  # DDIM steps of the image sampler
     T_latent: int = 20  # DDIM steps of the latent sampler (Diff-AE's latent DDIM)
     lpips: bool = True  # LPIPS nearest neighbours where the AlexNet weights exist
@@ -49,27 +52,70 @@ class MemorizationConfig:
 
 
 # -- pure cores -----------------------------------------------------------------------
-def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+REFERENCE_BLOCK = 2**24  # float64 entries of one block of reference rows (128 MB) converted at a time
+
+
+def _blocks(reference: torch.Tensor, budget: int = REFERENCE_BLOCK):
+    """(start, rows) blocks of the flattened reference with at most `budget` entries each (at least one row)."""
+    R = reference.flatten(1)
+    step = max(1, budget // max(1, R.shape[1]))
+    for s in range(0, len(R), step):
+        yield s, R[s:s + step]
+
+
+def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 256, prepare=None,
+                       budget: int = REFERENCE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
     """Per query row, the MSE (mean over features) to its nearest reference row, and that row's index.
 
-    Rows are flattened; ||q||^2 + ||r||^2 - 2 q.r in float64, clamped at 0,
-    in chunks of queries so memory stays (chunk x n_reference).
+    Rows are flattened; ||q||^2 + ||r||^2 - 2 q.r in float64, clamped at 0.
+    The reference (the whole training split: 60,000 MNIST images) is taken in
+    blocks of `budget` entries, each converted by `prepare` (default: to
+    float64) only while used, and the queries in chunks of `chunk` rows, so
+    memory stays one block plus a (chunk x block rows) matrix. Ties keep the
+    first index, as an argmin over all rows would.
     """
-    Q, R = queries.flatten(1).double(), reference.flatten(1).double()
-    r2 = (R * R).sum(1)
-    dists, idx = [], []
-    for s in range(0, len(Q), chunk):
-        q = Q[s:s + chunk]
-        d = ((q * q).sum(1, keepdim=True) + r2 - 2 * q @ R.T).clamp_min(0) / Q.shape[1]
-        m = d.min(1)
-        dists.append(m.values)
-        idx.append(m.indices)
-    return torch.cat(dists).numpy(), torch.cat(idx).numpy()
+    prepare = prepare or (lambda x: x.double())
+    Q = prepare(queries.flatten(1))
+    q2 = (Q * Q).sum(1, keepdim=True)
+    best = torch.full((len(Q),), float("inf"), dtype=torch.float64)
+    arg = torch.zeros(len(Q), dtype=torch.long)
+    for r0, block in _blocks(reference, budget):
+        R = prepare(block)
+        r2 = (R * R).sum(1)
+        for s in range(0, len(Q), chunk):
+            d = (q2[s:s + chunk] + r2 - 2 * Q[s:s + chunk] @ R.T).clamp_min(0) / Q.shape[1]
+            m = d.min(1)
+            closer = m.values < best[s:s + chunk]  # strict: an earlier block wins a tie
+            best[s:s + chunk] = torch.where(closer, m.values, best[s:s + chunk])
+            arg[s:s + chunk] = torch.where(closer, m.indices + r0, arg[s:s + chunk])
+    return best.numpy(), arg.numpy()
+
+
+def nearest_k(queries: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 256, prepare=None,
+              budget: int = REFERENCE_BLOCK) -> torch.Tensor:
+    """Indices (n_queries, k) of each query's k nearest reference rows by MSE, nearest first.
+
+    Blocked over the reference as nearest_neighbours (memory: one block and an
+    n_queries x block-rows matrix); the running k best are merged with each block's.
+    """
+    prepare = prepare or (lambda x: x.double())
+    Q = prepare(queries.flatten(1))
+    q2 = (Q * Q).sum(1, keepdim=True)
+    k = min(k, len(reference))
+    best = torch.full((len(Q), 0), float("inf"), dtype=torch.float64)
+    arg = torch.zeros((len(Q), 0), dtype=torch.long)
+    for r0, block in _blocks(reference, budget):
+        R = prepare(block)
+        d = torch.cat([q2[s:s + chunk] + (R * R).sum(1) - 2 * Q[s:s + chunk] @ R.T for s in range(0, len(Q), chunk)])
+        d_all, i_all = torch.cat([best, d], 1), torch.cat([arg, torch.arange(r0, r0 + len(R)).expand(len(Q), -1)], 1)
+        top = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False)  # sorted: nearest first
+        best, arg = top.values, i_all.gather(1, top.indices)
+    return arg
 
 
 def pixel_nearest(images: torch.Tensor, train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Nearest training image by pixel MSE on [0, 1] images (inputs in [-1, 1])."""
-    return nearest_neighbours(to_unit(images), to_unit(train))
+    return nearest_neighbours(images, train, prepare=to_unit)
 
 
 def copying_test(d_gen: np.ndarray, d_heldout: np.ndarray, seed: int = 0) -> dict:
@@ -98,7 +144,9 @@ def copying_test(d_gen: np.ndarray, d_heldout: np.ndarray, seed: int = 0) -> dic
 # -- task ------------------------------------------------------------------------
 class Memorization(Task):
     name = "memorization"
-    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
+    # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size.
+    # 3: the nearest neighbours are searched in the whole training split (was its first 2,000 images; issue 21).
+    version = 3
     Config = MemorizationConfig
     min_images = 2  # of each group (samples / held-out, train) for the rank test
     description = "data-copying test: generated-to-train vs held-out-to-train NN distances (pixel, z, LPIPS)"
@@ -114,7 +162,9 @@ class Memorization(Task):
     def run(self, ctx, cfg: MemorizationConfig) -> TaskResult:
         res = TaskResult()
         n = ctx.n_images("test", cfg.n_samples, minimum=self.min_images)  # held-out group; the samples match its size
-        n_train = ctx.n_images("train", cfg.n_train, minimum=self.min_images)
+        n_split = len(ctx.dataset("train"))
+        # A copy of any training image must be found: by default the search covers the whole split.
+        n_train = ctx.n_images("train", n_split if cfg.n_train is None else cfg.n_train, minimum=self.min_images)
         samples = ctx.samples(n, cfg.T, cfg.T_latent)
         heldout, train = ctx.images("test", n), ctx.images("train", n_train)
         nn: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # space -> (d_gen, d_heldout, nn index of gen)
@@ -140,16 +190,17 @@ class Memorization(Task):
             res.extra[space] = {k: v for k, v in t.items() if k != "copy_auc_ci"}
         res.notes.append("copying test: one global Mann-Whitney U over NN distances, not Meehan et al.'s "
                          "per-cell Z_U statistic")
-        res.extra["departures"] = [f"{n} samples, {n_train} training images searched (first n of the split)"]
+        res.extra["n_train_searched"] = {"n": n_train, "of": n_split}
+        res.extra["departures"] = [f"{n} samples and as many held-out images"] + (
+            [f"{n_train} of the {n_split} training images searched (the first n of the split)"]
+            if n_train < n_split else [])
         self._figure(ctx, cfg, samples, train, nn, res)
         return res
 
     @staticmethod
     def _lpips_nearest(lpips_fn, images: torch.Tensor, train: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         """LPIPS nearest training image among each image's k pixel-nearest (all pairs would cost n x n_train)."""
-        U, V = to_unit(images).flatten(1), to_unit(train).flatten(1)
-        d2 = (U * U).sum(1, keepdim=True) + (V * V).sum(1) - 2 * U @ V.T
-        cand = d2.topk(min(k, len(train)), dim=1, largest=False).indices  # (n, k)
+        cand = nearest_k(images, train, k, prepare=to_unit)  # (n, k), searched in blocks of the whole split
         dist = lpips_fn(images.repeat_interleave(cand.shape[1], 0), train[cand.flatten()]).view(cand.shape).numpy()
         best = dist.argmin(1)
         return dist[np.arange(len(dist)), best], cand.numpy()[np.arange(len(dist)), best]

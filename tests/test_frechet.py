@@ -271,8 +271,12 @@ def test_fewshot_fid_end_to_end(trained_diffae, trained_ddim, tmp_path):
     recs = _run(tmp_path, "fewshot_fid", [trained_diffae["dir"], trained_ddim["dir"]], opts)
     rec = recs["fewshot_fid__diffae__shapes.json"]
     values = {m["key"]: m for m in rec["metrics"]}
-    assert set(values) == {f"fd_cnn/attr=is_circle/method={m}" for m in ("naive", "binary", "pu")} | {
+    assert rec["task"]["version"] == 3
+    assert set(values) == {f"fd_cnn/attr=is_circle/method={m}" for m in ("naive", "unconditional", "binary", "pu")} | {
         f"acceptance_rate/attr=is_circle/method={m}" for m in ("binary", "pu")}
+    # the control: the prior's samples without rejection, at the conditional scores' n, with a bootstrap CI
+    u = values["fd_cnn/attr=is_circle/method=unconditional"]
+    assert np.isfinite(u["value"]) and u["value"] > 0 and u["ci_low"] <= u["value"] <= u["ci_high"] and u["n"] == 16
     for method in ("binary", "pu"):
         v = values[f"fd_cnn/attr=is_circle/method={method}"]
         assert v["value"] > 0 and v["ci_low"] <= v["value"] <= v["ci_high"] and v["n"] == 16

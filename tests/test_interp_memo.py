@@ -162,5 +162,52 @@ def test_memorization_end_to_end(trained_diffae, tmp_path):
         assert values[f"nn_median/space={space}/group=generated"]["value"] >= 0
         assert values[f"nn_median/space={space}/group=heldout"]["value"] >= 0
     assert rec["dataset"]["splits"]["train"]["n_used"] == 64 and rec["dataset"]["splits"]["test"]["n_used"] == 16
+    assert rec["extra"]["n_train_searched"]["n"] == 64  # an explicit n_train: the first 64, stated as a departure
+    assert any("64 of the" in d for d in rec["extra"]["departures"])
     assert any("LPIPS" in n for n in rec["notes"]) or rec["pretrained_weights"]
     assert (tmp_path / "out" / "memorization__diffae__nearest_train.png").is_file()
+
+
+def test_blocked_nearest_neighbour_search_equals_scipy_cdist_on_odd_sizes():
+    """Blocks of the reference and chunks of the queries (sizes not multiples of either) change no answer."""
+    from scipy.spatial.distance import cdist
+
+    from diffae_bench.tasks.memorization import nearest_k
+
+    rng = np.random.default_rng(5)
+    q, r = rng.normal(size=(37, 3, 3, 3)), rng.normal(size=(1001, 3, 3, 3))
+    full = cdist(q.reshape(37, -1), r.reshape(1001, -1), "sqeuclidean") / 27  # MSE per pair
+    # budget 27 * 97 entries: 97 reference rows per block (11 blocks, the last of 31); chunks of 10 queries
+    d, i = nearest_neighbours(torch.from_numpy(q), torch.from_numpy(r), chunk=10, budget=27 * 97)
+    np.testing.assert_array_equal(i, full.argmin(1))
+    np.testing.assert_allclose(d, full.min(1), rtol=1e-10, atol=1e-12)
+    cand = nearest_k(torch.from_numpy(q), torch.from_numpy(r), 5, chunk=10, budget=27 * 97).numpy()
+    np.testing.assert_array_equal(cand, np.argsort(full, axis=1, kind="stable")[:, :5])
+    # pixel space: [-1, 1] inputs compared on [0, 1], as one unblocked search would
+    x, t = torch.rand(9, 1, 4, 4) * 2 - 1, torch.rand(50, 1, 4, 4) * 2 - 1
+    unit = lambda a: ((a.double() + 1) / 2).flatten(1).numpy()
+    d_pix, i_pix = pixel_nearest(x, t)
+    full_pix = cdist(unit(x), unit(t), "sqeuclidean") / 16
+    np.testing.assert_array_equal(i_pix, full_pix.argmin(1))
+    np.testing.assert_allclose(d_pix, full_pix.min(1), rtol=1e-10)
+
+
+def test_nearest_neighbour_ties_keep_the_first_index_across_blocks():
+    r = torch.zeros(10, 4)  # every reference row equally near: argmin's answer is row 0
+    d, i = nearest_neighbours(torch.ones(3, 4), r, budget=4 * 3)
+    np.testing.assert_array_equal(i, [0, 0, 0])
+    np.testing.assert_allclose(d, 1.0)
+
+
+def test_memorization_default_searches_the_whole_training_split(trained_diffae, tmp_path):
+    """Default n_train: every training image of the split (here a 300-image shapes split) is searched, no departure."""
+    out, _ = run(RunOptions(tasks=("memorization",), models=(str(trained_diffae["dir"]),), out=str(tmp_path / "out"),
+                            device="cpu", cache_dir=str(tmp_path / "cache"), progress=False,
+                            dataset_options={"n_train": 300, "n_test": 100},
+                            task_options={"memorization": {"n_samples": 8, "T": 5, "T_latent": 5}}))
+    rec = json.loads((out / "memorization__diffae__shapes.json").read_text())
+    assert rec["task"]["version"] == 3 and rec["task"]["config"]["n_train"] is None
+    assert rec["dataset"]["splits"]["train"]["n_used"] == rec["dataset"]["splits"]["train"]["n_total"] == 300
+    assert rec["extra"]["n_train_searched"] == {"n": 300, "of": 300}
+    assert not any("training images searched" in d for d in rec["extra"]["departures"])
+    assert np.isfinite({m["key"]: m for m in rec["metrics"]}["copy_auc/space=z_mse"]["value"])

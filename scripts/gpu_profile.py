@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.autograd import DeviceType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from diffae_bench.perf import _random_images, machine_line, measure_train  # noqa: E402
@@ -57,12 +58,15 @@ def profile(preset_name: str, mode: str, batch: int, device: torch.device, steps
                 torch.cuda.synchronize()
             wall = time.perf_counter() - t0
     ka = prof.key_averages()
-    gpu_us = sum(e.self_device_time_total for e in ka) if device.type == "cuda" else 0.0
-    n_kernels = sum(e.count for e in ka if e.self_device_time_total > 0) if device.type == "cuda" else 0
+    # Kernels are the events on the device itself; summing the operators' self times as well would
+    # count each kernel twice (the 2026-11-26 run's "60 % of wall" did; its table said 206 ms = 30 %).
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    gpu_us = sum(e.device_time_total for e in kernels)
+    n_kernels = len(kernels)
     print(f"\n## profile diffae/{preset_name} {mode} batch {batch}: {steps} steps in {wall * 1e3:.0f} ms "
           f"({wall / steps * 1e3:.1f} ms/step, {batch * steps / wall:.0f} img/s under the profiler); "
           f"GPU kernel time {gpu_us / 1e3:.0f} ms = {gpu_us / 1e6 / wall:.0%} of wall; "
-          f"{n_kernels / steps:.0f} GPU ops per step")
+          f"{n_kernels / steps:.0f} kernels per step")
     if device.type == "cuda":
         print(ka.table(sort_by="self_device_time_total", row_limit=18, max_name_column_width=60))
     print(ka.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=60))

@@ -168,6 +168,8 @@ class BitPrior(LatentPrior):
     the config or the checkpoint, and records carry it (describe()).
     """
 
+    uses_T_latent = False  # bits are drawn directly: no latent sampler, no steps
+
     def __init__(self, n_bits: int, mode: str = "bernoulli"):
         super().__init__()
         self.n_bits = n_bits

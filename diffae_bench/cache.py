@@ -102,9 +102,18 @@ class Cache:
         return self.root / kind / k[:2] / f"{k}.safetensors"
 
     def get_or_compute(self, kind: str, parts: dict, fn: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        out = self.get(kind, parts)
+        if out is not None:
+            return out
+        out = fn()
+        self.put(kind, parts, out)
+        return out
+
+    def get(self, kind: str, parts: dict) -> dict[str, torch.Tensor] | None:
+        """The stored entry, or None (counted as a miss: the caller computes and `put`s it)."""
         if not self.enabled:
             self.misses += 1
-            return fn()
+            return None
         p = self.path(kind, parts)
         # Under torchrun every rank takes rank 0's decision (a computation may hold collectives that
         # every rank must join); rank 0 alone writes, and the others wait for the entry.
@@ -114,14 +123,17 @@ class Cache:
             if out is not None:
                 self.hits += 1
                 return out
-        out = fn()
         self.misses += 1
+        return None
+
+    def put(self, kind: str, parts: dict, out: dict[str, torch.Tensor]) -> None:
+        if not self.enabled:
+            return
         if dist.is_main():
             tensors = {k: v.detach().contiguous().cpu() for k, v in out.items()}
             header = {"parts": json.dumps({"kind": kind, **parts}, sort_keys=True, default=str)}
-            atomic_write_bytes(p, lambda tmp: save_file(tensors, tmp, metadata=header))
+            atomic_write_bytes(self.path(kind, parts), lambda tmp: save_file(tensors, tmp, metadata=header))
         dist.barrier()
-        return out
 
     @staticmethod
     def _load(p: Path) -> dict[str, torch.Tensor] | None:

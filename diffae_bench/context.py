@@ -30,7 +30,7 @@ from .errors import DataError
 from .models.base import DiffusionAutoencoder
 
 
-SAMPLE_CHUNK = 1024  # samples per cache entry (a multiple of any power-of-two batch size up to 1024)
+SAMPLE_CHUNK = 1024  # samples computed between cache writes (an interrupted run keeps what it finished)
 
 
 def model_code_hash(model: DiffusionAutoencoder) -> str:
@@ -165,6 +165,38 @@ class EvalContext:
         local = torch.cat(outs) if outs else None
         return dist.gather_cat(local) if dist.active() else local
 
+    def cached_rows(self, kind: str, base: dict, n: int, desc: str, rows, inputs=None) -> torch.Tensor:
+        """Rows [0, n) of a per-item output, rows(s, e, prepared) computing one batch; cached one batch per entry.
+
+        inputs() (optional) gathers what the batches need (codes, inverted x_T, ...); it runs once, on
+        every rank, and only when some batch is not cached, so a fully cached output costs no model call.
+
+        The batches lie on the grid of multiples of the batch size from 0, so row i is always computed
+        in the same batch (bit for bit the same) whatever n a task asks for: a task that needs 200 rows
+        reads the first 192 of another task's 500 (only a partial last batch, [192, 200), is its own
+        entry), and no result depends on which task ran first. `base` must not hold n. Missing batches
+        are computed SAMPLE_CHUNK rows at a time and stored as they finish, so an interrupted run
+        resumes at its last finished group.
+        """
+        bs = self.batch_size
+        batches = [(s, min(s + bs, n)) for s in range(0, n, bs)]
+        out: list[torch.Tensor | None] = []
+        for s, e in batches:
+            hit = self.cache.get(kind, {**base, "rows": [s, e]})
+            out.append(hit["rows"] if hit is not None else None)
+        missing = [i for i, x in enumerate(out) if x is None]
+        prepared = inputs() if missing and inputs is not None else None
+        per_group = max(1, SAMPLE_CHUNK // bs)
+        for g0 in range(0, len(missing), per_group):
+            group = missing[g0:g0 + per_group]
+            first, last = batches[group[0]][0], batches[group[-1]][1]
+            x = self.map_batches(f"{desc} [{first}:{last}]", [batches[i][0] for i in group],
+                                 lambda s: rows(s, min(s + bs, n), prepared))
+            for i, part in zip(group, x.split([batches[i][1] - batches[i][0] for i in group])):
+                self.cache.put(kind, {**base, "rows": list(batches[i])}, {"rows": part})
+                out[i] = part
+        return torch.cat(out) if out else torch.empty(0)
+
     def codes(self, split: str, n: int) -> dict[str, torch.Tensor]:
         """The model's declared representations (model.codes) of the first n images: {name: (n, dim)}; {} without."""
         specs = self.model.codes
@@ -225,15 +257,18 @@ class EvalContext:
 
     def x_T(self, split: str, n: int, T: int) -> torch.Tensor:
         """DDIM-inverted x_T with T steps (the stochastic encoder), conditioned on z where the model has one."""
-        def compute():
-            x = self.images(split, n)
-            if self.model.has_semantic_latent:
-                z = self.z(split, n)
-                fn = lambda xb, zb: self.model.encode_stochastic(xb, T, zb)
-                return {"x_T": self.batched(f"invert T={T} {split}", n, fn, x, z)}
-            return {"x_T": self.batched(f"invert T={T} {split}", n, lambda xb: self.model.encode_stochastic(xb, T), x)}
+        def inputs():
+            return self.images(split, n), self.z(split, n) if self.model.has_semantic_latent else None
 
-        return self.cache.get_or_compute("x_T", self.cache_key(split, n, T=T), compute)["x_T"]
+        def rows(s: int, e: int, prepared) -> torch.Tensor:
+            x, z = prepared
+            xb = x[s:e].to(self.device)
+            if z is None:
+                return self.model.encode_stochastic(xb, T)
+            return self.model.encode_stochastic(xb, T, z[s:e].to(self.device))
+
+        base = {k: v for k, v in self.cache_key(split, n, T=T).items() if k != "n"}
+        return self.cached_rows("x_T", base, n, f"invert T={T} {split}", rows, inputs)
 
     def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int, desc: str = "decode") -> torch.Tensor:
         """decode(z, x_T, T) of given codes and noises (not cached), in batches, on the CPU.
@@ -256,16 +291,18 @@ class EvalContext:
         """decode(z, x_T, T) of the first n images; x_T inferred by inversion ('inferred') or drawn ('random')."""
         if x_T_source not in ("inferred", "random"):
             raise ValueError(x_T_source)
-
-        def compute():
+        def inputs():
             x_T = self.x_T(split, n, T) if x_T_source == "inferred" else self.noise(n, f"recon/{split}")
-            desc = f"decode T={T} {x_T_source} {split}"
-            if self.model.has_semantic_latent:
-                return {"x0": self.batched(desc, n, lambda zb, xb: self.model.decode(zb, xb, T), self.z(split, n), x_T)}
-            return {"x0": self.batched(desc, n, lambda xb: self.model.decode(None, xb, T), x_T)}
+            return (self.z(split, n) if self.model.has_semantic_latent else None), x_T
+
+        def rows(s: int, e: int, prepared) -> torch.Tensor:
+            z, x_T = prepared
+            zb = z[s:e].to(self.device) if z is not None else None
+            return self.model.decode(zb, x_T[s:e].to(self.device), T)
 
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
-        return self.cache.get_or_compute("recon", self.cache_key(split, n, **extra), compute)["x0"]
+        base = {k: v for k, v in self.cache_key(split, n, **extra).items() if k != "n"}
+        return self.cached_rows("recon", base, n, f"decode T={T} {x_T_source} {split}", rows, inputs)
 
     def _prior_train_codes(self) -> tuple[int, torch.Tensor | None]:
         """(n, encode() of the first n training images) for a prior derived from data; (0, None) otherwise."""
@@ -287,29 +324,22 @@ class EvalContext:
         Sample i is seeded by (seed, "samples", i), so the same run draws the
         same images on any device and with any batch size. A prior derived from data
         (prior.uses_train_codes) is handed encode() of the train split, so the key includes those data.
+        T_latent is part of the key only where the draws depend on it (a latent sampler's steps), so a
+        model without one shares its samples between tasks that ask for different T_latent.
         """
         n_prior = self._prior_train_codes()[0]
-        base = {"model": self.model_key, "T": T, "T_latent": T_latent, "seed": self.seed,
+        prior = self.model.prior
+        uses_T_latent = self.model.has_semantic_latent and prior is not None and prior.uses_T_latent
+        base = {"model": self.model_key, "T": T, "T_latent": T_latent if uses_T_latent else None, "seed": self.seed,
                 "numeric_mode": self.numeric_mode, "prior": self.model.describe().get("prior"),
                 "prior_data": self.cache_key("train", n_prior) if n_prior else None}
+        # Cached per batch (cached_rows): a task that needs 200 samples reads the first 192 of another's 500.
+        def rows(s: int, e: int, train_codes) -> torch.Tensor:
+            # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
+            g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
+            return self.model.sample(e - s, T, T_latent, generator=g, train_codes=train_codes)
 
-        def chunk(start: int, stop: int) -> torch.Tensor:
-            def compute():
-                train_codes = self._prior_train_codes()[1]
-
-                def one(s: int) -> torch.Tensor:
-                    e = min(s + self.batch_size, stop)
-                    # Sample i draws its z and x_T from its own stream (seed, "samples", i): batch-size independent.
-                    g = rng.StackedGenerator.for_items(s, e, self.seed, "samples")
-                    return self.model.sample(e - s, T, T_latent, generator=g, train_codes=train_codes)
-
-                return {"x0": self.map_batches(f"sample T={T} [{start}:{stop}]", range(start, stop, self.batch_size), one)}
-
-            return self.cache.get_or_compute("samples", {**base, "start": start, "stop": stop}, compute)["x0"]
-
-        # Cached in chunks of SAMPLE_CHUNK samples: an interrupted long run resumes at its last
-        # finished chunk, and a later, larger n reuses every complete chunk of a smaller one.
-        return torch.cat([chunk(a, min(a + SAMPLE_CHUNK, n)) for a in range(0, n, SAMPLE_CHUNK)])
+        return self.cached_rows("samples", base, n, f"sample T={T}", rows, lambda: self._prior_train_codes()[1])
 
     # -- figures ---------------------------------------------------------------------
     def figure_path(self, name: str) -> Path | None:

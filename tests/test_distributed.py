@@ -57,9 +57,9 @@ def test_sigterm_asks_for_a_clean_stop():
         assert flag.stop
 
 
-# ---------------------------------------------------------------- chunked, resumable samples
-def test_samples_are_cached_in_chunks_and_an_interrupted_run_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, "SAMPLE_CHUNK", 4)
+# ---------------------------------------------------------------- samples: cached per batch, resumable, shared
+def test_samples_are_cached_per_batch_and_an_interrupted_run_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "SAMPLE_CHUNK", 6)  # stored every 2 batches of 3
     torch.manual_seed(0)
     model = build_model("ddim", TINY16).eval()
     ctx = C.EvalContext(model, "shapes", cache=Cache(tmp_path / "a"), progress=False, batch_size=3)
@@ -68,7 +68,7 @@ def test_samples_are_cached_in_chunks_and_an_interrupted_run_resumes(tmp_path, m
     calls = {"n": 0}
     plain = type(model).sample
 
-    def interrupted(self, *a, **k):  # the third batch dies: chunk [0:4) is done, [4:8) is not
+    def interrupted(self, *a, **k):  # the third batch dies: [0:3) and [3:6) are stored, [6:9) is not
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
@@ -79,12 +79,37 @@ def test_samples_are_cached_in_chunks_and_an_interrupted_run_resumes(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         ctx2.samples(10, T=2)
     monkeypatch.setattr(type(model), "sample", plain)
+    hits = ctx2.cache.hits
     resumed = ctx2.samples(10, T=2)
-    assert ctx2.cache.hits == 1 and torch.equal(resumed, fresh)  # the finished chunk served, the rest computed
-    again = C.EvalContext(model, "shapes", cache=ctx2.cache, progress=False, batch_size=5)
-    hits = again.cache.hits
-    assert torch.equal(again.samples(12, T=2)[:10], fresh)  # a larger n reuses the complete chunks [0:4), [4:8)
-    assert again.cache.hits - hits == 2
+    assert ctx2.cache.hits - hits == 2 and torch.equal(resumed, fresh)  # the two finished batches served
+
+
+def test_a_smaller_n_reads_the_full_batches_of_a_larger_one_and_never_depends_on_order(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("ddim", TINY16).eval()
+    big_first = C.EvalContext(model, "shapes", cache=Cache(tmp_path / "a"), progress=False, batch_size=3)
+    twelve = big_first.samples(12, T=2)
+    hits = big_first.cache.hits
+    seven = big_first.samples(7, T=2)
+    assert big_first.cache.hits - hits == 2  # [0:3) and [3:6) read; only the partial batch [6:7) computed
+    assert torch.equal(seven[:6], twelve[:6])
+    alone = C.EvalContext(model, "shapes", cache=Cache(tmp_path / "b"), progress=False, batch_size=3).samples(7, T=2)
+    assert torch.equal(alone, seven)  # what ran before never changes a result, not even in the last bit
+
+
+@pytest.mark.parametrize("kind, shared", [("ddim", True), ("dmz", True), ("diffae", False)])
+def test_samples_are_shared_across_T_latent_only_where_no_latent_sampler_uses_it(tmp_path, kind, shared):
+    torch.manual_seed(0)
+    model = build_model(kind, TINY16).eval()
+    if kind == "diffae":
+        model.prior.trained.fill_(True)  # an untrained latent DDIM refuses to sample; its draws still depend on T_latent
+    ctx = C.EvalContext(model, "shapes", cache=Cache(tmp_path), progress=False, batch_size=4)
+    a = ctx.samples(4, T=2, T_latent=20)
+    hits = ctx.cache.hits
+    b = ctx.samples(4, T=2, T_latent=50)
+    assert (ctx.cache.hits - hits == 1) == shared
+    if shared:
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------- torchrun with 2 gloo processes

@@ -7,6 +7,7 @@ A prior is an nn.Module (its state travels in the model's checkpoint) with
   sample(n, generator, ...)    n codes, drawn through diffae_bench.rng on the CPU generator(s)
   trainable                    True: `bench train --stage latent` fits it (generic trainer, train.py)
   uses_train_codes             True: sample() needs encode() of the training split (passed by the context)
+  uses_T_latent                True (default): sample()'s draws depend on T_latent
 
 Diff-AE's prior is the latent DDIM below; the DMZ-style model's priors
 (Bernoulli(0.5), empirical bit frequencies, re-used codes) live with it in
@@ -29,6 +30,8 @@ from .loss import draw_device
 class LatentPrior(nn.Module):
     trainable: bool = False  # has parameters that a second training stage fits with loss()
     uses_train_codes: bool = False  # sample() needs the training codes
+    uses_T_latent: bool = True  # sample()'s draws depend on T_latent (a latent sampler's steps); False lets
+    #                             the samples cache share them between tasks that ask for different T_latent
 
     def fit(self, codes: torch.Tensor) -> None:
         """Statistics of the training codes, set before training (default: nothing)."""

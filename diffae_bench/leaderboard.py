@@ -89,13 +89,45 @@ def build_leaderboard(record_paths_or_dirs, csv_path: str | Path, markdown_path:
     return rows
 
 
+def current_task_versions(tasks) -> dict[str, int]:
+    """The installed code's version of each task (tasks not installed here are left out)."""
+    from .task import get_task, task_names
+
+    known = set(task_names())
+    return {t: int(get_task(t).version) for t in tasks if t in known}
+
+
+def stale_versions(rows: pd.DataFrame) -> dict[str, tuple[list[int], int]]:
+    """task -> (versions in the rows older than the code's, the code's version): records that predate a change
+    of meaning. They stay (they are what was measured, and say so), but no run of today's code is compared
+    with them (`bench compare` refuses other versions), so a reader must see that they are out of date."""
+    current = current_task_versions(sorted(set(rows["task"])))
+    out = {}
+    for task, code_v in current.items():
+        old = sorted(int(v) for v in set(rows.loc[rows["task"] == task, "task_version"]) if int(v) < code_v)
+        if old:
+            out[task] = (old, code_v)
+    return out
+
+
 def markdown_by_dataset(rows: pd.DataFrame) -> str:
     """Main metrics as Markdown, one section per data set, so each table has only its own data set's columns
-    (MNIST rows no longer carry shapes' attribute columns as "-"); the legend once at the end."""
+    (MNIST rows no longer carry shapes' attribute columns as "-"); the legend once at the end. A task whose
+    records are older than the installed code's version is marked in its heading and listed at the top."""
     legend = f"\n\n{LEGEND}\n"
+    stale = stale_versions(rows)
     sections = []
     for dataset in sorted(set(rows["dataset"])):
         text = render(rows[rows["dataset"] == dataset], "markdown", main_only=True)
         body = text[:-len(legend)] if text.endswith(legend) else text
+        for task, (old, code_v) in stale.items():
+            for v in old:
+                body = body.replace(f"### {task} (v{v})\n",
+                                    f"### {task} (v{v}; OUT OF DATE: the task is v{code_v} now)\n")
         sections.append(f"## {dataset}\n\n{body}")  # render's "### task (vN)" sections sit under it
-    return "\n\n".join(sections) + legend
+    head = ""
+    if stale:
+        listed = ", ".join(f"{t} (records v{'/'.join(map(str, old))}, code v{v})" for t, (old, v) in sorted(stale.items()))
+        head = (f"Out of date: {listed}. These records were made before the task's meaning changed; they are "
+                "kept as measured, and no run of the current code is compared with them.\n\n")
+    return head + "\n\n".join(sections) + legend

@@ -267,3 +267,19 @@ def test_crash_exits_with_its_own_code(monkeypatch, capsys):
         cli.main(["ls", "tasks"])
     assert e.value.code == cli.CRASH_EXIT_CODE not in (0, 1, 2)
     assert "a bug" in capsys.readouterr().err
+
+
+def test_leaderboard_marks_records_older_than_the_tasks_code(tmp_path):
+    from diffae_bench.leaderboard import markdown_by_dataset, stale_versions
+    from diffae_bench.task import get_task
+
+    current = get_task("z_usage").version
+    old = make_record(task="z_usage", version=current - 1 if current > 1 else 0)
+    now = make_record(task="reconstruction", version=get_task("reconstruction").version)
+    rows = rows_of(old, now)
+    assert stale_versions(rows) == {"z_usage": ([old["task"]["version"]], current)}
+    text = markdown_by_dataset(rows)
+    assert text.startswith("Out of date: z_usage")
+    assert f"### z_usage (v{old['task']['version']}; OUT OF DATE: the task is v{current} now)" in text
+    assert f"### reconstruction (v{now['task']['version']})\n" in text  # a current task is not marked
+    assert stale_versions(rows_of(make_record(task="a_plugin_task_not_installed", version=1))) == {}

@@ -120,3 +120,36 @@ def register(app: typer.Typer) -> None:
         rows = build_leaderboard(paths, output, markdown)
         typer.echo(f"{output}: {rows['record_id'].nunique()} records, {len(rows)} rows"
                    + (f"; {markdown}" if markdown else ""))
+
+    @app.command("findings")
+    def findings_cmd(
+        leaderboard: str = typer.Argument("results/leaderboard.csv", help="leaderboard CSV (bench leaderboard)"),
+        readme: Optional[str] = typer.Option(None, help="rewrite the findings block of this file (e.g. README.md)"),
+        check: bool = typer.Option(False, "--check", help="with --readme: change nothing, exit 1 if the block differs"),
+    ):
+        """The paper's findings, verdicts by 95 % CIs, generated from a leaderboard (never typed)."""
+        from pathlib import Path
+
+        from .findings import findings, markdown, replace_block
+        from .leaderboard import current_task_versions
+        from .tables import read_rows_csv
+
+        rows = read_rows_csv(leaderboard)
+        block = markdown(findings(rows), current_task_versions(sorted(set(rows["task"]))))
+        if readme is None:
+            typer.echo(block, nl=False)
+            return
+        text = Path(readme).read_text(encoding="utf-8")
+        try:
+            new = replace_block(text, block)
+        except ValueError as e:
+            raise BenchError(f"{readme}: {e}") from None
+        if check:
+            if new != text:
+                typer.echo(f"{readme}: the findings block is not what {leaderboard} gives; "
+                           f"run: bench findings {leaderboard} --readme {readme}", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"{readme}: findings block matches {leaderboard}")
+            return
+        Path(readme).write_text(new, encoding="utf-8")
+        typer.echo(f"{readme}: findings block rewritten from {leaderboard}")

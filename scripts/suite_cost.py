@@ -20,6 +20,11 @@ latent prior's share):
 
 Whole seconds, with the machine line. Measure on an idle machine: timings
 taken while other work runs are meaningless.
+
+`--count` instead counts the image network's evaluations (rows x calls of denoise) per task and
+model, with the network replaced by one that returns zeros, so the default suite's work is known
+in minutes on any machine, whatever its load; encoders and latent priors run as they are. The
+counts are exact and machine-independent; divide by a measured evals/s (`bench perf`) for time.
 """
 
 from __future__ import annotations
@@ -98,6 +103,19 @@ def instrument(timer: StageTimer) -> None:
                 timer.wrap(cls, attr, "encode")
 
 
+def count_network_evaluations(counts: dict, timer: StageTimer) -> None:
+    """--count: every model's denoise returns zeros and adds its rows to counts[(task, model)]."""
+    from diffae_bench.models.base import DiffusionAutoencoder
+
+    for cls in _subclasses(DiffusionAutoencoder):
+        if "denoise" in vars(cls):
+            def stub(self, x_t, t, z=None):
+                counts[timer.where] += x_t.shape[0]
+                return torch.zeros_like(x_t)
+
+            cls.denoise = stub
+
+
 def _subclasses(cls):
     from diffae_bench.models import get_kind, model_names
 
@@ -119,6 +137,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="images per split (default: the tasks' own sizes)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="also write the table (Markdown) here")
+    ap.add_argument("--count", action="store_true", help="count network evaluations (network stubbed) instead of timing")
     a = ap.parse_args()
 
     import diffae_bench.runner as R
@@ -129,6 +148,9 @@ def main() -> None:
 
     timer = StageTimer()
     instrument(timer)
+    counts = defaultdict(int)
+    if a.count:
+        count_network_evaluations(counts, timer)
     plain_run_task = R._run_task
 
     def run_task(cls, cfg, ctx, *args, **kwargs):
@@ -150,18 +172,26 @@ def main() -> None:
     line = (f"machine: {m['cpu']}, {torch.get_num_threads()} torch thread(s), CPU kernels {cpu_capability()}, "
             f"device {dev.get('name', device.type) if isinstance(dev, dict) else dev}, torch {torch.__version__}, "
             f"Python {platform.python_version()}; dataset {a.dataset}, limit {a.limit or 'task defaults'}")
-    rows = []
-    for rec in records:
-        task, model = rec["task"]["name"], rec["model"]["label"]
-        cells = {s: timer.seconds.get((task, model, s), 0.0) for s in (*STAGES, "other")}
-        rows.append((task, model, cells, rec["wall_s"]))
-    head = ["task", "model", *STAGES, "other", "total"]
-    body = [[t, mdl, *[f"{c[s]:.0f}" for s in (*STAGES, "other")], f"{w:.0f}"] for t, mdl, c, w in rows]
-    per_stage = [f"{sum(c[s] for _, _, c, _ in rows):.0f}" for s in (*STAGES, "other")]
-    body.append(["all", "all", *per_stage, f"{sum(w for *_, w in rows):.0f}"])
+    if a.count:
+        head = ["task", "model", "network evaluations (images x steps)"]
+        body = [[rec["task"]["name"], rec["model"]["label"],
+                 f"{counts.get((rec['task']['name'], rec['model']['label']), 0):,}"] for rec in records]
+        body.append(["all", "all", f"{sum(counts.values()):,}"])
+        line += " (network stubbed: evaluations counted, not timed)"
+    else:
+        rows = []
+        for rec in records:
+            task, model = rec["task"]["name"], rec["model"]["label"]
+            cells = {s: timer.seconds.get((task, model, s), 0.0) for s in (*STAGES, "other")}
+            rows.append((task, model, cells, rec["wall_s"]))
+        head = ["task", "model", *STAGES, "other", "total"]
+        body = [[t, mdl, *[f"{c[s]:.0f}" for s in (*STAGES, "other")], f"{w:.0f}"] for t, mdl, c, w in rows]
+        per_stage = [f"{sum(c[s] for _, _, c, _ in rows):.0f}" for s in (*STAGES, "other")]
+        body.append(["all", "all", *per_stage, f"{sum(w for *_, w in rows):.0f}"])
     table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
                       ["| " + " | ".join(r) + " |" for r in body])
-    text = f"{line}\n\nwhole suite: {total:.0f} s wall (seconds per stage, exclusive)\n\n{table}\n"
+    what = "network evaluations" if a.count else "seconds per stage, exclusive"
+    text = f"{line}\n\nwhole suite: {total:.0f} s wall ({what})\n\n{table}\n"
     print(text)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ BACKBONES = get_args(Backbone)
 class FakeDetectionConfig:
     T: tuple[int, ...] = (10, 20, 50)  # sampling T (the paper: 100, 200, 500; CPU default, recorded)
     n_per_class: int = 500  # real test-split images and generated samples, each (class-balanced)
-    T_latent: int = 20  # steps of the latent DDIM that draws z_sem (Diff-AE; ignored by models without one)
+    T_latent: int = 50  # steps of the latent DDIM that draws z_sem (Diff-AE; ignored by models without one); sample_fid's,
+    #                     so the detector sees the very samples sample_fid scores (read from the cache, not redrawn)
     epochs: int = 10  # training epochs; the epoch with the best val accuracy is kept
     batch_size: int = 64  # classifier minibatch
     lr: float = 1e-3  # Adam learning rate
@@ -218,7 +219,9 @@ def quantize_8bit(x: torch.Tensor) -> torch.Tensor:
 
 class FakeDetection(Task):
     name = "fake_detection"
-    version = 2  # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
+    # 2: per-item seeds (diffae_bench.rng): noise and samples no longer depend on n or the batch size
+    # 3: T_latent 20 -> 50, sample_fid's: Diff-AE's samples change (DDIM and DMZ-style results do not: no latent sampler)
+    version = 3
     Config = FakeDetectionConfig
     min_images = 10  # per class: 0.7 / 0.2 / 0.1 of each class must leave every split non-empty
     description = "accuracy / AUROC of a classifier telling real test images from samples at each T (lower is better)"

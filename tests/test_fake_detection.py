@@ -89,11 +89,13 @@ def test_bad_inputs_are_one_line_errors(shapes_test, tmp_path, monkeypatch):
 
 def test_task_declares_lower_detectability_as_better():
     cls = get_task("fake_detection")
-    assert cls is FD.FakeDetection and cls.version == 2
+    assert cls is FD.FakeDetection and cls.version == 3
     assert cls.metric("auroc").main and not cls.metric("auroc").higher_is_better
     assert not cls.metric("accuracy").higher_is_better
     cfg = cls.make_config({"T": 10})
     assert cfg.T == (10,) and cfg.backbone == "small_cnn" and cfg.n_per_class == 500
+    # v3: sample_fid's T_latent, so both tasks read the same cached samples
+    assert cfg.T_latent == get_task("sample_fid").make_config({}).T_latent
 
 
 def test_end_to_end_on_the_tiny_diffae(trained_diffae, tmp_path):

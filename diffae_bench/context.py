@@ -30,7 +30,7 @@ from .errors import DataError
 from .models.base import DiffusionAutoencoder
 
 
-SAMPLE_CHUNK = 1024  # samples computed between cache writes (an interrupted run keeps what it finished)
+ROWS_PER_WRITE = 1024  # cached_rows: rows computed between cache writes (an interrupted run keeps what it finished)
 
 
 def model_code_hash(model: DiffusionAutoencoder) -> str:
@@ -141,6 +141,10 @@ class EvalContext:
         return {"model": self.model_key, "data": self.dataset(split).content_hash(), "split": split, "n": n,
                 "numeric_mode": self.numeric_mode, **extra}
 
+    def rows_key(self, split: str, **extra) -> dict:
+        """Cache-key parts for a per-item output of a split, stored by cached_rows (the rows, not n, in each entry)."""
+        return {k: v for k, v in self.cache_key(split, 0, **extra).items() if k != "n"}
+
     def batched(self, desc: str, n: int, fn, *inputs: torch.Tensor) -> torch.Tensor:
         """fn over batches of the inputs (first n rows), outputs concatenated on the CPU.
 
@@ -175,7 +179,7 @@ class EvalContext:
         in the same batch (bit for bit the same) whatever n a task asks for: a task that needs 200 rows
         reads the first 192 of another task's 500 (only a partial last batch, [192, 200), is its own
         entry), and no result depends on which task ran first. `base` must not hold n. Missing batches
-        are computed SAMPLE_CHUNK rows at a time and stored as they finish, so an interrupted run
+        are computed ROWS_PER_WRITE rows at a time and stored as they finish, so an interrupted run
         resumes at its last finished group.
         """
         bs = self.batch_size
@@ -186,7 +190,7 @@ class EvalContext:
             out.append(hit["rows"] if hit is not None else None)
         missing = [i for i, x in enumerate(out) if x is None]
         prepared = inputs() if missing and inputs is not None else None
-        per_group = max(1, SAMPLE_CHUNK // bs)
+        per_group = max(1, ROWS_PER_WRITE // bs)
         for g0 in range(0, len(missing), per_group):
             group = missing[g0:g0 + per_group]
             first, last = batches[group[0]][0], batches[group[-1]][1]
@@ -203,16 +207,12 @@ class EvalContext:
         if not specs:
             return {}
 
-        def compute():
-            stacked = self.batched(f"encode {split}", n,
-                                   lambda b: torch.cat([v.float() for v in self.model.representations(b).values()], 1),
-                                   self.images(split, n))
-            parts = stacked.split([r.dim for r in specs], dim=1)
-            # "00/soft": the cache file sorts names, the prefix keeps the model's order (tasks iterate over it)
-            return {f"{i:02d}/{r.name}": v for i, (r, v) in enumerate(zip(specs, parts))}
+        def rows(s: int, e: int, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([v.float() for v in self.model.representations(x[s:e].to(self.device)).values()], 1)
 
-        stored = self.cache.get_or_compute("codes", self.cache_key(split, n), compute)
-        return {k.split("/", 1)[1]: stored[k] for k in sorted(stored)}
+        stacked = self.cached_rows("codes", self.rows_key(split), n, f"encode {split}", rows,
+                                   lambda: self.images(split, n))
+        return {r.name: v for r, v in zip(specs, stacked.split([r.dim for r in specs], dim=1))}
 
     def representation_arrays(self, names, n_train: int, n_test: int, T: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(train, test) float64 arrays (n, D) of representations for probes, by name, in the order asked.
@@ -251,9 +251,8 @@ class EvalContext:
 
     def z(self, split: str, n: int) -> torch.Tensor:
         """encode(): the code the decoder is conditioned on (z_sem; the DMZ hard bits)."""
-        key = self.cache_key(split, n)
-        return self.cache.get_or_compute(
-            "z", key, lambda: {"z": self.batched(f"encode {split}", n, self.model.encode, self.images(split, n))})["z"]
+        return self.cached_rows("z", self.rows_key(split), n, f"encode {split}",
+                                lambda s, e, x: self.model.encode(x[s:e].to(self.device)), lambda: self.images(split, n))
 
     def x_T(self, split: str, n: int, T: int) -> torch.Tensor:
         """DDIM-inverted x_T with T steps (the stochastic encoder), conditioned on z where the model has one."""
@@ -267,8 +266,7 @@ class EvalContext:
                 return self.model.encode_stochastic(xb, T)
             return self.model.encode_stochastic(xb, T, z[s:e].to(self.device))
 
-        base = {k: v for k, v in self.cache_key(split, n, T=T).items() if k != "n"}
-        return self.cached_rows("x_T", base, n, f"invert T={T} {split}", rows, inputs)
+        return self.cached_rows("x_T", self.rows_key(split, T=T), n, f"invert T={T} {split}", rows, inputs)
 
     def decode(self, z: torch.Tensor | None, x_T: torch.Tensor, T: int, desc: str = "decode") -> torch.Tensor:
         """decode(z, x_T, T) of given codes and noises (not cached), in batches, on the CPU.
@@ -301,8 +299,7 @@ class EvalContext:
             return self.model.decode(zb, x_T[s:e].to(self.device), T)
 
         extra = {"T": T, "x_T": x_T_source} | ({"seed": self.seed} if x_T_source == "random" else {})
-        base = {k: v for k, v in self.cache_key(split, n, **extra).items() if k != "n"}
-        return self.cached_rows("recon", base, n, f"decode T={T} {x_T_source} {split}", rows, inputs)
+        return self.cached_rows("recon", self.rows_key(split, **extra), n, f"decode T={T} {x_T_source} {split}", rows, inputs)
 
     def _prior_train_codes(self) -> tuple[int, torch.Tensor | None]:
         """(n, encode() of the first n training images) for a prior derived from data; (0, None) otherwise."""

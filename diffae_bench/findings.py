@@ -107,6 +107,16 @@ def findings(rows: pd.DataFrame) -> list[Finding]:
             verdicts[data], numbers[data] = verdict, text
         out.append(Finding(claim, verdicts, numbers, {t: sorted(v) for t, v in sorted(used.items())}))
 
+    def pair(task, a, b, label, higher_is_better=True):
+        """A per-data-set check of one estimate against another: a and b are (model kind, metric)."""
+        def per_dataset(data):
+            ea, eb = get(data, a[0], task, a[1]), get(data, b[0], task, b[1])
+            if not (ea and eb):
+                return "no data", "-"
+            return better(ea, eb, higher_is_better), label.format(a=_f(ea), b=_f(eb))
+
+        return per_dataset
+
     Ts = (10, 20, 50, 100)
 
     def recon_every_T(data):
@@ -121,12 +131,9 @@ def findings(rows: pd.DataFrame) -> list[Finding]:
 
     finding("Diff-AE reconstructs better than DDIM at every T (Table 2)", recon_every_T)
 
-    def t20_vs_t100(data):
-        a = get(data, "diffae", "reconstruction", "ssim/T=20/xT=inferred")
-        b = get(data, "ddim", "reconstruction", "ssim/T=100/xT=inferred")
-        return (better(a, b), f"SSIM {_f(a)} vs {_f(b)}") if a and b else ("no data", "-")
-
-    finding("Diff-AE at T = 20 reconstructs better than DDIM at T = 100 (Table 2)", t20_vs_t100)
+    finding("Diff-AE at T = 20 reconstructs better than DDIM at T = 100 (Table 2)",
+            pair("reconstruction", ("diffae", "ssim/T=20/xT=inferred"), ("ddim", "ssim/T=100/xT=inferred"),
+                 "SSIM {a} vs {b}"))
 
     def random_xT(data):
         a = get(data, "diffae", "reconstruction", "ssim/T=100/xT=random")
@@ -137,12 +144,9 @@ def findings(rows: pd.DataFrame) -> list[Finding]:
     finding("with random x_T, Diff-AE's decoding of z_sem stays close to the input (Table 2a; SSIM >= 0.5)",
             random_xT)
 
-    def probes(data):
-        a = get(data, "diffae", "linear_probe", "mean_auroc/rep=z_sem")
-        b = get(data, "ddim", "linear_probe", "mean_auroc/rep=x_T")
-        return (better(a, b), f"mean AUROC z_sem {_f(a)} vs DDIM x_T {_f(b)}") if a and b else ("no data", "-")
-
-    finding("linear probes on z_sem beat probes on DDIM's inverted x_T (Table 5)", probes)
+    finding("linear probes on z_sem beat probes on DDIM's inverted x_T (Table 5)",
+            pair("linear_probe", ("diffae", "mean_auroc/rep=z_sem"), ("ddim", "mean_auroc/rep=x_T"),
+                 "mean AUROC z_sem {a} vs DDIM x_T {b}"))
 
     def fewshot(data):
         attrs = sorted({m.split("/")[1].split("=", 1)[1] for (d, k, t, m) in idx
@@ -167,13 +171,9 @@ def findings(rows: pd.DataFrame) -> list[Finding]:
     finding("few-shot conditional samples (binary, PU) are closer to the target class than both the naive "
             "baseline and unconditional samples (Table 3)", fewshot)
 
-    def interpolation(data):
-        a = get(data, "diffae", "interpolation", "step_ratio/path=z_lerp+xT_slerp")
-        b = get(data, "ddim", "interpolation", "step_ratio/path=xT_slerp")
-        return (better(a, b, higher_is_better=False), f"max/mean step ratio {_f(a)} vs DDIM {_f(b)}") \
-            if a and b else ("no data", "-")
-
-    finding("Diff-AE interpolation is smoother than DDIM's (Fig. 3)", interpolation)
+    finding("Diff-AE interpolation is smoother than DDIM's (Fig. 3)",
+            pair("interpolation", ("diffae", "step_ratio/path=z_lerp+xT_slerp"), ("ddim", "step_ratio/path=xT_slerp"),
+                 "max/mean step ratio {a} vs DDIM {b}", higher_is_better=False))
 
     def copies(data):
         es = [(k, get(data, k, "memorization", "copy_auc/space=pixel_mse")) for k in ("diffae", "ddim", "dmz")]

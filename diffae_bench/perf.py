@@ -130,11 +130,15 @@ def measure_train(model_name: str, preset_name: str, setup: StepSetup, seconds: 
         return _measure_train(model_name, preset_name, setup, seconds, device, batch_size, steps_per_call)
 
 
-def _measure_train(model_name: str, preset_name: str, setup: StepSetup, seconds: float, device: torch.device,
-                   batch_size: int | None, steps_per_call: int) -> dict:
+def train_steps(model_name: str, preset_name: str, setup: StepSetup, device: torch.device,
+                batch_size: int | None = None):
+    """bench train's step on random images (1,024, on the device when on_device): (steps(n), batch size).
+
+    steps(n) runs n optimisation steps and reads the losses back once at the end (every step when the
+    setup is not on_device, as bench train did before issue 21). Build it inside device_flags(setup).
+    """
     preset = PRESETS.get(preset_name)
     torch.manual_seed(0)
-    mem = PeakMemory(device).__enter__()  # model, optimizer, EMA copy, data and activations
     model = build_model(model_name, preset).to(device)
     if get_mode(setup.numeric_mode).channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -158,6 +162,13 @@ def _measure_train(model_name: str, preset_name: str, setup: StepSetup, seconds:
                 log.flush(0)
         log.flush(0)
 
+    return steps, bs
+
+
+def _measure_train(model_name: str, preset_name: str, setup: StepSetup, seconds: float, device: torch.device,
+                   batch_size: int | None, steps_per_call: int) -> dict:
+    mem = PeakMemory(device).__enter__()  # model, optimizer, EMA copy, data and activations
+    steps, bs = train_steps(model_name, preset_name, setup, device, batch_size)
     t_first = time.perf_counter()
     steps(1)  # the first step (includes compilation when compiling)
     t_first = time.perf_counter() - t_first

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -22,40 +21,19 @@ import torch
 from torch.autograd import DeviceType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from diffae_bench.perf import _random_images, machine_line, measure_train  # noqa: E402
-from diffae_bench.presets import PRESETS  # noqa: E402
-from diffae_bench.models.registry import build_model  # noqa: E402
-from diffae_bench.numerics import get_mode  # noqa: E402
-from diffae_bench.train_step import (BatchSource, device_flags, make_generator, make_loss_fn, make_optimizer,  # noqa: E402
-                                     optimisation_step, step_setup)
+from diffae_bench.perf import machine_line, measure_train, train_steps  # noqa: E402
+from diffae_bench.train_step import device_flags, step_setup  # noqa: E402
 
 
 def profile(preset_name: str, mode: str, batch: int, device: torch.device, steps: int) -> None:
     setup = step_setup(device, mode)
-    preset = PRESETS.get(preset_name)
     with device_flags(setup):
-        torch.manual_seed(0)
-        model = build_model("diffae", preset).to(device)
-        if get_mode(setup.numeric_mode).channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        gen = make_generator(0, device, setup)
-        loss_fn = make_loss_fn(model, BatchSource(_random_images(1024, model.image_shape), batch, device, gen, setup),
-                               gen, setup, device)
-        params = list(model.parameters())
-        opt = make_optimizer(params, preset.train.lr, setup)
-        ema = copy.deepcopy(model).requires_grad_(False)
-        model.train()
-        for i in range(5):
-            optimisation_step(loss_fn, params, opt, ema, model, 0.999, 1.0, i)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        run, _ = train_steps("diffae", preset_name, setup, device, batch)
+        run(5)  # warm-up (cudnn.benchmark's choices, allocator)
         acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with torch.profiler.profile(activities=acts) as prof:
             t0 = time.perf_counter()
-            for i in range(steps):
-                optimisation_step(loss_fn, params, opt, ema, model, 0.999, 1.0, 5 + i)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            run(steps)  # ends with the loss read-back: the device has finished
             wall = time.perf_counter() - t0
     ka = prof.key_averages()
     # Kernels are the events on the device itself; summing the operators' self times as well would

@@ -63,54 +63,39 @@ def _blocks(reference: torch.Tensor, budget: int = REFERENCE_BLOCK):
         yield s, R[s:s + step]
 
 
-def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 256, prepare=None,
-                       budget: int = REFERENCE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """Per query row, the MSE (mean over features) to its nearest reference row, and that row's index.
+def nearest_k(queries: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 256, prepare=None,
+              budget: int = REFERENCE_BLOCK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per query row, the MSE (mean over features) to its k nearest reference rows and their indices,
+    (n_queries, k) each, nearest first; ties keep the lower index, as a stable sort over all rows would.
 
     Rows are flattened; ||q||^2 + ||r||^2 - 2 q.r in float64, clamped at 0.
     The reference (the whole training split: 60,000 MNIST images) is taken in
     blocks of `budget` entries, each converted by `prepare` (default: to
-    float64) only while used, and the queries in chunks of `chunk` rows, so
-    memory stays one block plus a (chunk x block rows) matrix. Ties keep the
-    first index, as an argmin over all rows would.
+    float64) only while used, the queries in chunks of `chunk` rows, and the
+    running k best merged with each block's, so memory stays one block plus a
+    (n_queries x block rows) matrix.
     """
     prepare = prepare or (lambda x: x.double())
     Q = prepare(queries.flatten(1))
     q2 = (Q * Q).sum(1, keepdim=True)
-    best = torch.full((len(Q),), float("inf"), dtype=torch.float64)
-    arg = torch.zeros(len(Q), dtype=torch.long)
+    best = torch.empty((len(Q), 0), dtype=torch.float64)
+    arg = torch.empty((len(Q), 0), dtype=torch.long)
     for r0, block in _blocks(reference, budget):
         R = prepare(block)
         r2 = (R * R).sum(1)
-        for s in range(0, len(Q), chunk):
-            d = (q2[s:s + chunk] + r2 - 2 * Q[s:s + chunk] @ R.T).clamp_min(0) / Q.shape[1]
-            m = d.min(1)
-            closer = m.values < best[s:s + chunk]  # strict: an earlier block wins a tie
-            best[s:s + chunk] = torch.where(closer, m.values, best[s:s + chunk])
-            arg[s:s + chunk] = torch.where(closer, m.indices + r0, arg[s:s + chunk])
-    return best.numpy(), arg.numpy()
+        d = torch.cat([q2[s:s + chunk] + r2 - 2 * Q[s:s + chunk] @ R.T for s in range(0, len(Q), chunk)])
+        d_all = torch.cat([best, d.clamp_min(0) / Q.shape[1]], 1)
+        i_all = torch.cat([arg, torch.arange(r0, r0 + len(R)).expand(len(Q), -1)], 1)
+        order = d_all.sort(dim=1, stable=True)  # earlier rows sit first, so they win ties
+        best, arg = order.values[:, :k], i_all.gather(1, order.indices[:, :k])
+    return best, arg
 
 
-def nearest_k(queries: torch.Tensor, reference: torch.Tensor, k: int, chunk: int = 256, prepare=None,
-              budget: int = REFERENCE_BLOCK) -> torch.Tensor:
-    """Indices (n_queries, k) of each query's k nearest reference rows by MSE, nearest first.
-
-    Blocked over the reference as nearest_neighbours (memory: one block and an
-    n_queries x block-rows matrix); the running k best are merged with each block's.
-    """
-    prepare = prepare or (lambda x: x.double())
-    Q = prepare(queries.flatten(1))
-    q2 = (Q * Q).sum(1, keepdim=True)
-    k = min(k, len(reference))
-    best = torch.full((len(Q), 0), float("inf"), dtype=torch.float64)
-    arg = torch.zeros((len(Q), 0), dtype=torch.long)
-    for r0, block in _blocks(reference, budget):
-        R = prepare(block)
-        d = torch.cat([q2[s:s + chunk] + (R * R).sum(1) - 2 * Q[s:s + chunk] @ R.T for s in range(0, len(Q), chunk)])
-        d_all, i_all = torch.cat([best, d], 1), torch.cat([arg, torch.arange(r0, r0 + len(R)).expand(len(Q), -1)], 1)
-        top = d_all.topk(min(k, d_all.shape[1]), dim=1, largest=False)  # sorted: nearest first
-        best, arg = top.values, i_all.gather(1, top.indices)
-    return arg
+def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 256, prepare=None,
+                       budget: int = REFERENCE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Per query row, the MSE to its nearest reference row and that row's index (nearest_k with k = 1)."""
+    d, i = nearest_k(queries, reference, 1, chunk, prepare, budget)
+    return d[:, 0].numpy(), i[:, 0].numpy()
 
 
 def pixel_nearest(images: torch.Tensor, train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +185,7 @@ class Memorization(Task):
     @staticmethod
     def _lpips_nearest(lpips_fn, images: torch.Tensor, train: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         """LPIPS nearest training image among each image's k pixel-nearest (all pairs would cost n x n_train)."""
-        cand = nearest_k(images, train, k, prepare=to_unit)  # (n, k), searched in blocks of the whole split
+        cand = nearest_k(images, train, k, prepare=to_unit)[1]  # (n, k), searched in blocks of the whole split
         dist = lpips_fn(images.repeat_interleave(cand.shape[1], 0), train[cand.flatten()]).view(cand.shape).numpy()
         best = dist.argmin(1)
         return dist[np.arange(len(dist)), best], cand.numpy()[np.arange(len(dist)), best]

@@ -59,7 +59,7 @@ def test_sigterm_asks_for_a_clean_stop():
 
 # ---------------------------------------------------------------- samples: cached per batch, resumable, shared
 def test_samples_are_cached_per_batch_and_an_interrupted_run_resumes(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, "SAMPLE_CHUNK", 6)  # stored every 2 batches of 3
+    monkeypatch.setattr(C, "ROWS_PER_WRITE", 6)  # stored every 2 batches of 3
     torch.manual_seed(0)
     model = build_model("ddim", TINY16).eval()
     ctx = C.EvalContext(model, "shapes", cache=Cache(tmp_path / "a"), progress=False, batch_size=3)
@@ -213,3 +213,22 @@ def test_training_on_image_files_prefetches_and_resumes_identically(tmp_path):
     assert r.returncode == 0, r.stderr
     a, b = _online(tmp_path / "straight"), _online(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)  # batch s's images depend on (seed, s) only
+
+
+def test_codes_z_and_x_T_share_batches_across_n(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("diffae", TINY16).eval()
+    ctx = C.EvalContext(model, "shapes", cache=Cache(tmp_path / "a"), progress=False, batch_size=4)
+    z12, x12, c12 = ctx.z("test", 12), ctx.x_T("test", 12, 2), ctx.codes("test", 12)
+    def new_hits(fn):
+        before = ctx.cache.hits
+        return fn(), ctx.cache.hits - before
+
+    (z6, h_z), (c6, h_c) = new_hits(lambda: ctx.z("test", 6)), new_hits(lambda: ctx.codes("test", 6))
+    assert h_z == 1 and h_c == 1  # the full batch [0:4) is read; [4:6) is its own entry
+    x6, h_x = new_hits(lambda: ctx.x_T("test", 6, 2))
+    assert h_x == 3  # x_T [0:4), then z [0:4) and [4:6) (now cached) for the missing x_T batch
+    assert torch.equal(z6[:4], z12[:4]) and torch.equal(x6[:4], x12[:4])
+    assert list(c6) == [r.name for r in model.codes] and all(torch.equal(c6[k][:4], c12[k][:4]) for k in c6)
+    fresh = C.EvalContext(model, "shapes", cache=Cache(tmp_path / "b"), progress=False, batch_size=4)
+    assert torch.equal(fresh.z("test", 6), z6) and torch.equal(fresh.x_T("test", 6, 2), x6)

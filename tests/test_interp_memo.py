@@ -181,8 +181,9 @@ def test_blocked_nearest_neighbour_search_equals_scipy_cdist_on_odd_sizes():
     d, i = nearest_neighbours(torch.from_numpy(q), torch.from_numpy(r), chunk=10, budget=27 * 97)
     np.testing.assert_array_equal(i, full.argmin(1))
     np.testing.assert_allclose(d, full.min(1), rtol=1e-10, atol=1e-12)
-    cand = nearest_k(torch.from_numpy(q), torch.from_numpy(r), 5, chunk=10, budget=27 * 97).numpy()
-    np.testing.assert_array_equal(cand, np.argsort(full, axis=1, kind="stable")[:, :5])
+    d5, cand = nearest_k(torch.from_numpy(q), torch.from_numpy(r), 5, chunk=10, budget=27 * 97)
+    np.testing.assert_array_equal(cand.numpy(), np.argsort(full, axis=1, kind="stable")[:, :5])
+    np.testing.assert_allclose(d5.numpy(), np.sort(full, axis=1)[:, :5], rtol=1e-10, atol=1e-12)
     # pixel space: [-1, 1] inputs compared on [0, 1], as one unblocked search would
     x, t = torch.rand(9, 1, 4, 4) * 2 - 1, torch.rand(50, 1, 4, 4) * 2 - 1
     unit = lambda a: ((a.double() + 1) / 2).flatten(1).numpy()

@@ -25,6 +25,26 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse(a, b))
 
 
+def corner_means(x: torch.Tensor, size: int = 4) -> torch.Tensor:
+    """Per-image mean of the four size x size corners, in [0, 1] units: the background.
+
+    Every real shapes and MNIST image has a black background (0), and a sampler
+    that starts from a wrong high-t x0 keeps a grey or coloured one (issue 21's
+    diagnostic: the mean of the four 4x4 corners). Averaged over channels.
+    """
+    u = to_unit(x)
+    corners = (u[..., :size, :size], u[..., :size, -size:], u[..., -size:, :size], u[..., -size:, -size:])
+    return torch.stack([c.flatten(1).mean(1) for c in corners], 1).mean(1)
+
+
+def abs_ci(ci: tuple[float, float]) -> tuple[float, float]:
+    """A CI for |mu| from a CI [lo, hi] for mu: [0, max] when it spans 0, else the bounds' absolute values."""
+    lo, hi = ci
+    if lo <= 0 <= hi:
+        return (0.0, max(-lo, hi))
+    return (min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
+
+
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))

@@ -231,11 +231,18 @@ def test_sample_fid_end_to_end_with_cached_real_statistics(trained_diffae, train
     recs = _run(tmp_path, "sample_fid", [trained_diffae["dir"], trained_ddim["dir"]], opts)
     diffae, ddim = recs["sample_fid__diffae__shapes.json"], recs["sample_fid__ddim__shapes.json"]
     keys = {m["key"] for m in diffae["metrics"]}
-    assert keys == {f"fd_cnn/T={T}/z={z}" for T in (10, 20) for z in ("prior", "autoencoding")}
-    assert {m["key"] for m in ddim["metrics"]} == {"fd_cnn/T=10/z=prior", "fd_cnn/T=20/z=prior"}
+    rows = [(T, z) for T in (10, 20) for z in ("prior", "autoencoding")]
+    assert keys == ({f"fd_cnn/T={T}/z={z}" for T, z in rows} | {f"corner_gap/T={T}/z={z}" for T, z in rows}
+                    | {"fd_cnn_floor"})
+    assert {m["key"] for m in ddim["metrics"]} == {"fd_cnn/T=10/z=prior", "fd_cnn/T=20/z=prior", "fd_cnn_floor",
+                                                   "corner_gap/T=10/z=prior", "corner_gap/T=20/z=prior"}
     for m in diffae["metrics"] + ddim["metrics"]:
-        assert m["value"] > 0 and m["n"] == 24
+        assert m["value"] >= 0 and m["n"] == 24
         assert m["ci_low"] <= m["value"] <= m["ci_high"]  # every main metric carries a CI (issue 13)
+    fd = {m["key"]: m["value"] for m in diffae["metrics"]}
+    # the floor does not depend on the model, and real images beat a barely trained model's samples
+    assert fd["fd_cnn_floor"] == {m["key"]: m["value"] for m in ddim["metrics"]}["fd_cnn_floor"]
+    assert fd["fd_cnn_floor"] < fd["fd_cnn/T=20/z=prior"]
     net = diffae["pretrained_weights"]["fd_cnn_shapes"]
     assert len(net["sha256"]) == 64 and 0 < net["class_accuracy"] <= 1
     assert any("FID not computed" in n for n in diffae["notes"])  # no InceptionV3 here: said, not faked

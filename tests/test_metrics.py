@@ -129,3 +129,24 @@ def test_lpips_wiring_with_a_locally_saved_alexnet(tmp_path, monkeypatch):
     assert (diff > 0).all()
     assert fn(a[:, :1], b[:, :1]).shape == (4,)  # grey images are repeated to RGB
     assert set(fn.weights) == {"lpips_alexnet_backbone", "lpips_linear_heads_v0.1"}
+
+
+def test_corner_means_reads_the_four_corners_in_unit_range():
+    from diffae_bench.metrics import corner_means
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.uniform(-1, 1, (5, 3, 16, 16)))
+    u = (x.numpy() + 1) / 2
+    ref = np.mean([u[..., :4, :4].mean((1, 2, 3)), u[..., :4, -4:].mean((1, 2, 3)),
+                   u[..., -4:, :4].mean((1, 2, 3)), u[..., -4:, -4:].mean((1, 2, 3))], 0)
+    np.testing.assert_allclose(corner_means(x).numpy(), ref, rtol=1e-12)
+    black = -torch.ones(2, 1, 16, 16)
+    black[:, :, 5:11, 5:11] = 1  # a white shape in the middle leaves the background black
+    assert corner_means(black).tolist() == [0.0, 0.0]
+    assert corner_means(torch.ones(1, 1, 8, 8)).tolist() == [1.0]
+
+
+def test_abs_ci_covers_the_absolute_value():
+    from diffae_bench.metrics import abs_ci
+    assert abs_ci((-0.2, 0.1)) == (0.0, 0.2)
+    assert abs_ci((0.1, 0.3)) == (0.1, 0.3)
+    assert abs_ci((-0.3, -0.1)) == (0.1, 0.3)

@@ -121,6 +121,31 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{output}: {rows['record_id'].nunique()} records, {len(rows)} rows"
                    + (f"; {markdown}" if markdown else ""))
 
+    @app.command("criteria")
+    def criteria_cmd(
+        leaderboard: str = typer.Argument("results/leaderboard.csv", help="leaderboard CSV (bench leaderboard)"),
+        output: Optional[str] = typer.Option(None, help="write the table to this markdown file (e.g. results/criteria.md)"),
+        check: bool = typer.Option(False, "--check", help="with --output: change nothing, exit 1 if the file differs"),
+    ):
+        """What the reference models must show (issue 21), verdicts by 95 % CIs, generated from a leaderboard."""
+        from pathlib import Path
+
+        from .criteria import criteria_page
+        from .tables import read_rows_csv
+
+        page = criteria_page(read_rows_csv(leaderboard), leaderboard)
+        if output is None:
+            typer.echo(page, nl=False)
+        elif check:
+            if not Path(output).is_file() or Path(output).read_text(encoding="utf-8") != page:
+                typer.echo(f"{output}: not what {leaderboard} gives; run: bench criteria {leaderboard} --output {output}",
+                           err=True)
+                raise typer.Exit(1)
+            typer.echo(f"{output}: matches {leaderboard}")
+        else:
+            Path(output).write_text(page, encoding="utf-8")
+            typer.echo(f"{output}: written from {leaderboard}")
+
     @app.command("findings")
     def findings_cmd(
         leaderboard: str = typer.Argument("results/leaderboard.csv", help="leaderboard CSV (bench leaderboard)"),

@@ -155,18 +155,18 @@ def register(app: typer.Typer) -> None:
         """The paper's findings, verdicts by 95 % CIs, generated from a leaderboard (never typed)."""
         from pathlib import Path
 
-        from .findings import findings, markdown, replace_block
+        from .findings import findings, markdown
         from .leaderboard import current_task_versions
+        from .summary_table import readme_with_tables
         from .tables import read_rows_csv
 
         rows = read_rows_csv(leaderboard)
-        block = markdown(findings(rows), current_task_versions(sorted(set(rows["task"]))))
         if readme is None:
-            typer.echo(block, nl=False)
+            typer.echo(markdown(findings(rows), current_task_versions(sorted(set(rows["task"])))), nl=False)
             return
         text = Path(readme).read_text(encoding="utf-8")
         try:
-            new = replace_block(text, block)
+            new = readme_with_tables(text, rows)
         except ValueError as e:
             raise BenchError(f"{readme}: {e}") from None
         if check:

@@ -240,9 +240,9 @@ def markdown(found: list[Finding], current_versions: dict[str, int] | None = Non
     return "\n".join(lines) + "\n"
 
 
-def replace_block(text: str, block: str) -> str:
-    """text with the part between BEGIN and END replaced by block (both markers must be there, once)."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ValueError(f"the README must hold the markers {BEGIN!r} and {END!r} once each")
-    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
+def replace_block(text: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """text with the part between begin and end replaced by block (both markers must be there, once)."""
+    if text.count(begin) != 1 or text.count(end) != 1:
+        raise ValueError(f"the README must hold the markers {begin!r} and {end!r} once each")
+    start, stop = text.index(begin) + len(begin), text.index(end)
     return text[:start] + "\n" + block + text[stop:]

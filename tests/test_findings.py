@@ -62,9 +62,31 @@ def test_replace_block_needs_both_markers_once():
         replace_block("no markers", "x")
 
 
-def test_readme_findings_are_what_the_committed_leaderboard_gives():
+def test_readme_findings_and_main_table_are_what_the_committed_leaderboard_gives():
     """Typed edits, or new records without `bench findings ... --readme README.md`, fail here."""
+    from diffae_bench.summary_table import readme_with_tables
+
     rows = read_rows_csv(ROOT / "results" / "leaderboard.csv")
-    block = markdown(findings(rows), current_task_versions(sorted(set(rows["task"]))))
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert replace_block(readme, block) == readme, "run: bench findings results/leaderboard.csv --readme README.md"
+    assert readme_with_tables(readme, rows) == readme, "run: bench findings results/leaderboard.csv --readme README.md"
+
+
+def test_main_table_reads_each_kinds_metric_and_marks_old_records():
+    from diffae_bench.summary_table import main_table
+
+    def row(model, kind, task, version, metric, value):
+        return {"dataset": "toy", "model": model, "model_kind": kind, "task": task, "task_version": version,
+                "metric": metric, "value": value}
+
+    rows = pd.DataFrame([
+        row("a", "diffae", "linear_probe", 2, "mean_auroc/rep=z_sem", 0.9),
+        row("b", "dmz", "linear_probe", 2, "mean_auroc/rep=soft", 0.8),
+        row("b", "dmz", "linear_probe", 2, "mean_auroc/rep=z_sem", 0.1),  # not the DMZ-style model's own code
+        row("a", "diffae", "interpolation", 1, "step_ratio/path=z_lerp+xT_slerp", 1.5),
+        row("a", "diffae", "interpolation", 2, "step_ratio/path=z_lerp+xT_slerp", 1.25),  # the newest version wins
+    ])
+    table = main_table(rows, {"linear_probe": 2, "interpolation": 3})
+    a, b = (line for line in table.splitlines() if line.startswith("| toy |"))
+    assert "| 0.900 |" in a and "| 1.25* |" in a and "1.50" not in a
+    assert "| 0.800 |" in b and "0.100" not in b
+    assert "interpolation v2" in table and "the code is interpolation v3" in table and "linear_probe v2;" not in table

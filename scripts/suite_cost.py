@@ -21,6 +21,14 @@ latent prior's share):
 Whole seconds, with the machine line. Measure on an idle machine: timings
 taken while other work runs are meaningless.
 
+`--estimate` gives the whole default suite's cost where timing it would take hours (this CPU): the
+network is stubbed as with `--count`, every other stage runs and is timed as above (the
+decode / invert / sample columns are then the samplers' own arithmetic), and the network's share
+is each (task, model)'s evaluation count divided by that model's denoise rate, measured in the
+same process just before (eager float32, the run's batch size, `--rate-seconds` per model). Two
+limits: probe fits run on the stub's images, so their iteration counts (and seconds) can differ
+from a real run's; and the sum assumes the network's time does not depend on its inputs.
+
 `--count` instead counts the image network's evaluations (rows x calls of denoise) per task and
 model, with the network replaced by one that returns zeros, so the default suite's work is known
 in minutes on any machine, whatever its load; encoders and latent priors run as they are. The
@@ -116,6 +124,32 @@ def count_network_evaluations(counts: dict, timer: StageTimer) -> None:
             cls.denoise = stub
 
 
+def measure_rates(models: list[str], device: str, batch_size: int, seconds: float) -> dict[str, float]:
+    """Denoise evaluations per second of each model: eager float32, batch_size images, after two warm-up calls."""
+    from diffae_bench.device import resolve_device
+    from diffae_bench.runner import load_model_spec
+
+    dev = resolve_device(device)
+    rates = {}
+    for spec in models:
+        loaded = load_model_spec(spec, dev)
+        model = loaded.model
+        x = torch.randn(batch_size, *model.image_shape, generator=torch.Generator().manual_seed(0)).to(dev)
+        t = torch.full((batch_size,), 500, dtype=torch.long, device=dev)
+        with torch.no_grad():
+            z = model.encode(x) if model.has_semantic_latent else None
+            for _ in range(2):
+                model.denoise(x, t, z)
+            calls, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                model.denoise(x, t, z)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                calls += 1
+            rates[loaded.label] = calls * batch_size / (time.perf_counter() - start)
+    return rates
+
+
 def _subclasses(cls):
     from diffae_bench.models import get_kind, model_names
 
@@ -138,7 +172,13 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="also write the table (Markdown) here")
     ap.add_argument("--count", action="store_true", help="count network evaluations (network stubbed) instead of timing")
+    ap.add_argument("--estimate", action="store_true",
+                    help="time every stage but the network, and add counts / measured denoise rate for it")
+    ap.add_argument("--rate-seconds", type=float, default=20.0, help="with --estimate: seconds of denoise timing per model")
+    ap.add_argument("--batch-size", type=int, default=64, help="images per network batch (bench run's default)")
     a = ap.parse_args()
+    if a.count and a.estimate:
+        ap.error("--count and --estimate are exclusive")
 
     import diffae_bench.runner as R
     from diffae_bench.device import describe_device, resolve_device
@@ -149,7 +189,9 @@ def main() -> None:
     timer = StageTimer()
     instrument(timer)
     counts = defaultdict(int)
-    if a.count:
+    models = a.models.split(",") if a.models else [f"{k}-small-{a.dataset}" for k in ("diffae", "ddim", "dmz")]
+    rates = measure_rates(models, a.device, a.batch_size, a.rate_seconds) if a.estimate else {}
+    if a.count or a.estimate:
         count_network_evaluations(counts, timer)
     plain_run_task = R._run_task
 
@@ -159,12 +201,12 @@ def main() -> None:
             return plain_run_task(cls, cfg, ctx, *args, **kwargs)
 
     R._run_task = run_task
-    models = a.models.split(",") if a.models else [f"{k}-small-{a.dataset}" for k in ("diffae", "ddim", "dmz")]
     tasks = a.tasks.split(",") if a.tasks else task_names()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="suite_cost_cache_") as cache_dir:
         _, records = R.run(R.RunOptions(tasks=tuple(tasks), models=tuple(models), dataset=a.dataset, limit=a.limit,
-                                        device=a.device, cache_dir=cache_dir, write=False, offline=True, progress=False))
+                                        device=a.device, batch_size=a.batch_size, cache_dir=cache_dir, write=False,
+                                        offline=True, progress=False))
     total = time.perf_counter() - started
     device = resolve_device(a.device)
     dev = describe_device(device)
@@ -178,6 +220,24 @@ def main() -> None:
                  f"{counts.get((rec['task']['name'], rec['model']['label']), 0):,}"] for rec in records]
         body.append(["all", "all", f"{sum(counts.values()):,}"])
         line += " (network stubbed: evaluations counted, not timed)"
+    elif a.estimate:
+        head = ["task", "model", "evaluations", "network (est.)", *STAGES, "other", "total (est.)"]
+        body, sums = [], defaultdict(float)
+        for rec in records:
+            task, model = rec["task"]["name"], rec["model"]["label"]
+            cells = {s: timer.seconds.get((task, model, s), 0.0) for s in (*STAGES, "other")}
+            n_eval = counts.get((task, model), 0)
+            net = n_eval / rates[model]
+            total_s = net + rec["wall_s"]
+            for k, v in {**cells, "evaluations": n_eval, "network": net, "total": total_s}.items():
+                sums[k] += v
+            body.append([task, model, f"{n_eval:,}", f"{net:.0f}", *[f"{cells[s]:.0f}" for s in (*STAGES, "other")],
+                         f"{total_s:.0f}"])
+        body.append(["all", "all", f"{sums['evaluations']:,.0f}", f"{sums['network']:.0f}",
+                     *[f"{sums[s]:.0f}" for s in (*STAGES, "other")], f"{sums['total']:.0f}"])
+        line += ("; network stubbed, its seconds = evaluations / denoise rate measured here ("
+                 + ", ".join(f"{m} {r:.0f} evals/s" for m, r in rates.items()) + f", batch {a.batch_size})")
+        total += sums["network"]
     else:
         rows = []
         for rec in records:
@@ -190,7 +250,8 @@ def main() -> None:
         body.append(["all", "all", *per_stage, f"{sum(w for *_, w in rows):.0f}"])
     table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
                       ["| " + " | ".join(r) + " |" for r in body])
-    what = "network evaluations" if a.count else "seconds per stage, exclusive"
+    what = ("network evaluations" if a.count else "estimated: stages timed, network from counts" if a.estimate
+            else "seconds per stage, exclusive")
     text = f"{line}\n\nwhole suite: {total:.0f} s wall ({what})\n\n{table}\n"
     print(text)
     if a.out:

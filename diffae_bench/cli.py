@@ -184,6 +184,8 @@ def run(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     batch_size: int = typer.Option(64, help="images per network batch"),
     set_: list[str] = typer.Option([], "--set", help="task option, e.g. --set reconstruction.n_images=64 (repeatable)"),
+    profile: Optional[str] = typer.Option(None, help="quick: smaller task sizes, ~4x less work, wider CIs (never "
+                                                     "compared with default-size records); --set overrides it"),
     leaderboard: Optional[str] = typer.Option(None, help="append the records' rows to this CSV (e.g. results/leaderboard.csv)"),
     cache_dir: Optional[str] = typer.Option(None, help="cache folder (default $DIFFAE_BENCH_CACHE or ~/.cache/diffae_bench)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="recompute everything, store nothing"),
@@ -214,7 +216,7 @@ def run(
                       models=tuple(m.strip() for m in model.split(",") if m.strip()), dataset=dataset,
                       data_root=data_root, limit=limit, T=T_values, seed=seed, out=out, device=device,
                       batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
-                      task_options=parse_task_options(set_), progress=progress_default(quiet), numeric_mode=numeric_mode,
+                      task_options=parse_task_options(set_), profile=profile, progress=progress_default(quiet), numeric_mode=numeric_mode,
                       dataset_options=parse_dataset_args(dataset_args),
                       offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights,
                       command=shlex.join(["bench", *sys.argv[1:]]) if sys.argv else None)

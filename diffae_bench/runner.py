@@ -27,6 +27,7 @@ from .data import DATASETS, load_dataset
 from .device import describe_device, resolve_device
 from .errors import BenchError, DataError
 from .models import MODELS, DiffusionAutoencoder, load_model, model_names
+from .profiles import profile_options
 from .numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
 from .provenance import git_state, library_versions, machine
 from .task import T_override, get_task, takes_T
@@ -48,6 +49,7 @@ class RunOptions:
     use_cache: bool = True  # False recomputes everything (and stores nothing)
     leaderboard: str | None = None  # CSV to append the records' rows to (e.g. results/leaderboard.csv)
     task_options: dict = field(default_factory=dict)  # {task: {field: value}} overrides of task configs
+    profile: str | None = None  # a named set of smaller task sizes (profiles.PROFILES); task_options override it
     progress: bool = True  # progress bars
     numeric_mode: str = "auto"  # auto = numerics.default_modes(device); a mode name; or decode=..,invert=..,encode=..
     dataset_options: dict = field(default_factory=dict)  # loader options, e.g. {"download": True} (--dataset-args)
@@ -121,7 +123,7 @@ def _resolve_configs(opts: RunOptions) -> list[tuple[type, object]]:
     out = []
     for name in opts.tasks:
         cls = get_task(name)
-        overrides = dict(opts.task_options.get(name, {}))
+        overrides = {**profile_options(opts.profile).get(name, {}), **opts.task_options.get(name, {})}
         if opts.T is not None and takes_T(cls) and "T" not in overrides:
             overrides["T"] = T_override(cls, opts.T)
         elif opts.T is not None and not takes_T(cls):

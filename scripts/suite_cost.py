@@ -176,6 +176,7 @@ def main() -> None:
                     help="time every stage but the network, and add counts / measured denoise rate for it")
     ap.add_argument("--rate-seconds", type=float, default=20.0, help="with --estimate: seconds of denoise timing per model")
     ap.add_argument("--batch-size", type=int, default=64, help="images per network batch (bench run's default)")
+    ap.add_argument("--profile", default=None, help="a suite profile (diffae_bench.profiles), e.g. quick")
     a = ap.parse_args()
     if a.count and a.estimate:
         ap.error("--count and --estimate are exclusive")
@@ -205,7 +206,7 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="suite_cost_cache_") as cache_dir:
         _, records = R.run(R.RunOptions(tasks=tuple(tasks), models=tuple(models), dataset=a.dataset, limit=a.limit,
-                                        device=a.device, batch_size=a.batch_size, cache_dir=cache_dir, write=False,
+                                        device=a.device, batch_size=a.batch_size, cache_dir=cache_dir, write=False, profile=a.profile,
                                         offline=True, progress=False))
     total = time.perf_counter() - started
     device = resolve_device(a.device)
@@ -213,7 +214,8 @@ def main() -> None:
     m = machine()
     line = (f"machine: {m['cpu']}, {torch.get_num_threads()} torch thread(s), CPU kernels {cpu_capability()}, "
             f"device {dev.get('name', device.type) if isinstance(dev, dict) else dev}, torch {torch.__version__}, "
-            f"Python {platform.python_version()}; dataset {a.dataset}, limit {a.limit or 'task defaults'}")
+            f"Python {platform.python_version()}; dataset {a.dataset}, limit {a.limit or 'task defaults'}"
+            + (f", profile {a.profile}" if a.profile else ""))
     if a.count:
         head = ["task", "model", "network evaluations (images x steps)"]
         body = [[rec["task"]["name"], rec["model"]["label"],

@@ -92,6 +92,8 @@ def train(
                                            "--batch-size); under torchrun each process takes its share"),
     workers: Optional[int] = typer.Option(None, help="DataLoader workers decoding image-file data sets ahead "
                                                      "(default: up to 4; 0: decode in the step)"),
+    init_from: Optional[str] = typer.Option(None, help="start from this trained model's EMA weights (run dir, checkpoint "
+                                                       "or exported folder): a new leg of its training, recorded"),
 ):
     """Train a model (stage 1) or Diff-AE's latent DDIM (stage 2); resumes an existing run.
 
@@ -122,7 +124,7 @@ def train(
                         ckpt_every=ckpt_every, device=device, train_limit=train_limit, progress=progress_default(quiet),
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
                         log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
-                        accumulate=accumulate, **({} if workers is None else {"workers": workers}))
+                        accumulate=accumulate, init_from=init_from, **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     from .x0_diagnostic import summary_lines
 

@@ -25,6 +25,7 @@ import torch
 
 from .checkpoint import atomic_write_json, file_sha256, load_checkpoint, save_checkpoint, split_prefix
 from .errors import BenchError
+from .legs import this_leg, total_images
 from .models import CHECKPOINT, LATENT_CHECKPOINT
 from .provenance import git_state, library_versions, machine
 
@@ -52,6 +53,8 @@ def train_commands(config: dict, steps: int, latent_meta: dict | None, out: str)
     for flag, key in (("--batch-size", "batch_size"), ("--lr", "lr"), ("--train-limit", "train_limit")):
         if o.get(key) is not None:
             cmd.append(f"{flag} {o[key]}")
+    if o.get("init_from"):  # a later leg: it starts from the previous leg's weights
+        cmd.append(f"--init-from {o['init_from']}")
     if o.get("numeric_mode", "fp32") != "fp32":  # how it was computed; the weights' recipe is the same
         cmd.append(f"--numeric-mode {o['numeric_mode']}")
     cmd.append(f"--out {out}")
@@ -72,6 +75,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_out = {k: v for k, v in meta.items() if k != "optim_groups"}
     meta_out["exported"] = {"from_sha256": file_sha256(run_dir / CHECKPOINT), "dtype": dtype}
+    # The command of this leg, so that a leg started from this export (legs.py) can list it.
+    meta_out["command"] = train_commands(config, meta["step"], None, f"runs/ref/{name or out_dir.name}")[0]
     weights = _ema_only(tensors, DTYPES[dtype])
     latent_meta = None
     if (run_dir / LATENT_CHECKPOINT).is_file():
@@ -105,6 +110,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
         "final_loss_ema": meta.get("loss_ema"),
         "latent": None if latent_meta is None else {"steps": latent_meta["step"], "final_loss_ema": latent_meta.get("loss_ema")},
         "train_wall_s": ae_log[-1].get("wall_s") if ae_log else None,
+        # Training in legs (legs.py): every leg's steps, images, wall time, machine and command, and the total.
+        "legs": list(meta.get("legs") or []) + [this_leg(meta_out)],
+        "images_seen_total": total_images(meta),
         "trained_on": (json.loads((run_dir / "trained_on.json").read_text()) if (run_dir / "trained_on.json").is_file()
                        else "not recorded by this run"),
         "numerics": meta.get("numerics", "fp32 eager (not recorded by this run)"),

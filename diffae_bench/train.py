@@ -34,6 +34,8 @@ from .presets import PRESETS, TrainConfig
 from . import distributed as dist
 from .train_step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
                          make_optimizer, optimisation_step, step_setup)
+from .legs import leg_seed, start_leg, total_images
+from .provenance import machine
 from .x0_diagnostic import X0Diagnostic
 
 
@@ -61,6 +63,7 @@ class TrainOptions:
     max_seconds: float | None = None  # stop cleanly (checkpoint) after this much training wall time; None: run all steps
     accumulate: int = 1  # micro-batches per step (gradient accumulation): the global batch is batch_size either way
     workers: int = min(4, os.cpu_count() or 1)  # DataLoader workers decoding lazy data sets (image files) ahead; 0: in the step
+    init_from: str | None = None  # a trained model (run dir, checkpoint, exported folder) whose EMA weights start this run: a new leg (legs.py)
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -170,7 +173,7 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
 
 def _run_identity(meta: dict) -> dict:
     """What must match for a run directory to be resumed rather than refused."""
-    keys = ("model", "model_config", "dataset", "seed", "batch_size", "lr")
+    keys = ("model", "model_config", "dataset", "seed", "batch_size", "lr", "init_from")
     return {k: meta.get(k) for k in keys}
 
 
@@ -230,7 +233,10 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     rng_key = "rng" if gen.device.type == "cpu" else f"rng_{gen.device.type}"
     out = Path(opts.out)
     ckpt = out / CHECKPOINT
-    start = 0
+    start, wall_before = 0, 0.0
+    if opts.init_from is not None:  # a new leg: the weights (and the record of the legs) of a trained model
+        meta.update(start_leg(opts.init_from, model, ema, meta))
+        gen.manual_seed(leg_seed(opts.seed, meta))
     if ckpt.exists():
         tensors, old = load_checkpoint(ckpt)
         if _run_identity(old) != _run_identity(meta):
@@ -239,7 +245,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         load_state_strict(model, model.upgrade_state(split_prefix(tensors, "online")), f"checkpoint {ckpt}")
         load_state_strict(ema, model.upgrade_state(split_prefix(tensors, "ema")), f"checkpoint {ckpt}")
         optimizer_from_tensors(opt, split_prefix(tensors, "optim"), old["optim_groups"])
-        start = old["step"]
+        start, wall_before = old["step"], float(old.get("wall_s") or 0.0)
         if rng_key in tensors:
             gen.set_state(tensors[rng_key])
         else:  # resumed on another kind of device: a fresh stream, seeded by (seed, step)
@@ -276,7 +282,9 @@ def train_autoencoder(opts: TrainOptions) -> dict:
         tensors = {**{f"ema.{k}": v for k, v in ema.state_dict().items()},
                    **{f"online.{k}": v for k, v in model.state_dict().items()},
                    **{f"optim.{k}": v for k, v in opt_t.items()}, rng_key: gen.get_state()}
-        save_checkpoint(ckpt, tensors, {**meta, "step": step, "images_seen": step * batch_size,
+        leg = {"step": step, "images_seen": step * batch_size, "wall_s": round(wall_before + time.time() - t_start, 1),
+               "machine": machine()["cpu"] if device.type == "cpu" else describe_device(device)}
+        save_checkpoint(ckpt, tensors, {**meta, **leg, "images_seen_total": total_images({**meta, **leg}),
                                         "loss_ema": loss_avg, "optim_groups": groups})
         with open(out / "train_log.jsonl", "a") as f:
             f.write(json.dumps({"stage": "autoencoder", "step": step, "loss_ema": loss_avg,

@@ -14,6 +14,9 @@
 #
 #   device run:  bash scripts/gpu_retrain.sh        carry: .whl .refdata     (timeout_s 600)
 #   smoke here:  SMOKE=1 PY=.venv/bin/python bash scripts/gpu_retrain.sh   (CPU, tiny sizes, ~3 min)
+#   a further leg: INIT_FROM=DIR bash scripts/gpu_retrain.sh, DIR holding the previous leg's exports (<DIR>/<name>,
+#               carried): each run starts from those weights (diffae_bench/legs.py) and the manifest lists every leg.
+#               The committed results/models are the legacy architecture, so they cannot seed a leg (refused).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu-out}"
@@ -76,7 +79,7 @@ note "train: ${TRAIN_S} s per model"
 t0=$(date +%s)
 timeout -k 10 $(( TRAIN_S + 150 )) $PY scripts/train_references.py --seconds "$TRAIN_S" --root "$WORK/runs" \
   --export "$WORK/export" --device $DEV --numeric-mode bf16-cl --fallback-mode fp32 --logs "$LOGS" \
-  "${MNIST[@]}" "${TRAIN[@]}" 2>&1 | tee "$LOGS/train.log"
+  "${MNIST[@]}" "${TRAIN[@]}" ${INIT_FROM:+--init-from "$INIT_FROM"} 2>&1 | tee "$LOGS/train.log"
 note "train: exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 )) s"
 for d in "$WORK"/runs*/*/; do
   n=$(basename "$d"); cp "$d/x0_diagnostic.jsonl" "$LOGS/x0-$n.jsonl" 2>/dev/null; cp "$d/config.json" "$LOGS/config-$n.json" 2>/dev/null

@@ -8,6 +8,7 @@ records it and `bench train ... --steps N` with that N repeats the run. Then eve
 exported (EMA weights, float16 for large tensors) to <export>/<name>/ with a manifest.
 
     python scripts/train_references.py --seconds 420 --mnist-root ../shared/data/mnist
+    python scripts/train_references.py --seconds 420 --init-from results/models   # a further leg of each
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
     opts = TrainOptions(model=model, preset="small", dataset=dataset, data_root=a.mnist_root if dataset == "mnist" else None,
                         image_size=IMAGE_SIZE, steps=NO_LIMIT, seed=SEED, out=str(Path(a.root) / name),
                         ckpt_every=a.ckpt_every, device=a.device, progress=False, numeric_mode=a.numeric_mode,
-                        batch_size=a.batch_size, lr=a.lr, diag_every=a.diag_every, max_seconds=a.seconds)
+                        batch_size=a.batch_size, lr=a.lr, diag_every=a.diag_every, max_seconds=a.seconds,
+                        init_from=str(Path(a.init_from) / name) if a.init_from else None)
     s = train_autoencoder(opts)
     print(json.dumps({"name": name, "step": s["step"], "loss_ema": s["loss_ema"], "images_per_s": s["images_per_s"],
                       "wall_s": s["wall_s"], "numeric_mode": a.numeric_mode, "x0_diagnostic": s.get("x0_diagnostic")}),
@@ -51,6 +53,7 @@ def start_child(name: str, model: str, dataset: str, a: argparse.Namespace, seco
     cmd += ["--mnist-root", a.mnist_root] if a.mnist_root else []
     cmd += ["--batch-size", str(a.batch_size)] if a.batch_size else []
     cmd += ["--lr", str(a.lr)] if a.lr else []
+    cmd += ["--init-from", a.init_from] if a.init_from else []
     log = open(Path(a.logs) / f"train-{name}.log", "a") if a.logs else None
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
 
@@ -73,6 +76,9 @@ def main() -> None:
     ap.add_argument("--diag-every", type=int, default=500, help="steps between high-t x0 checks")
     ap.add_argument("--ckpt-every", type=int, default=2000)
     ap.add_argument("--logs", default=None, help="each training's output to <logs>/train-<name>.log")
+    ap.add_argument("--init-from", default=None,
+                    help="a folder of exported models (<dir>/<name>, e.g. results/models): each run is a new leg "
+                         "from that model's weights (diffae_bench/legs.py); the manifest lists every leg")
     ap.add_argument("--child", nargs=3, metavar=("NAME", "MODEL", "DATASET"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -122,7 +128,8 @@ def main() -> None:
                                       data_root=a.mnist_root if dataset == "mnist" else None))
         entry = export_run(run, Path(a.export) / name, dtype="float16")
         update_manifest(Path(a.export) / "manifest.json", entry)
-        print(f"{name}: step {entry['steps']}, {entry['images_seen']} images, loss {entry['final_loss_ema']:.4f}, "
+        print(f"{name}: step {entry['steps']}, {entry['images_seen']} images ({entry['images_seen_total']} over "
+              f"{len(entry['legs'])} leg(s)), loss {entry['final_loss_ema']:.4f}, "
               f"files {sum(f['bytes'] for f in entry['files'].values()) / 1e6:.1f} MB", flush=True)
 
 

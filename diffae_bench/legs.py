@@ -1,0 +1,65 @@
+"""Training in legs: a new run that starts from a trained model's EMA weights (`bench train --init-from`).
+
+A GPU here is lent for minutes at a time (issue 21), and only the exported EMA weights travel
+(results/models: float16, no optimiser state), so a reference model is trained in legs: each leg
+is a new run directory that starts from the previous leg's weights, with a fresh Adam state
+(and the preset's warm-up of the EMA) and its own stream of batches and noise. Every leg's
+checkpoint metadata carries the legs before it, so the export's manifest lists each leg's steps,
+images, wall time, machine and command, and the total images seen.
+
+Only a model of the same kind, configuration and training data can continue: anything else is a
+different model, refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import file_sha256, load_checkpoint, load_state_strict, split_prefix
+from .errors import CheckpointError
+from .models.registry import resolve_checkpoint
+
+LEG_KEYS = ("step", "images_seen", "batch_size", "lr", "wall_s", "machine", "numerics", "command")
+
+
+def this_leg(meta: dict) -> dict:
+    """What a checkpoint's metadata says about its own leg (None where an older run did not record it)."""
+    return {k: meta.get(k) for k in LEG_KEYS}
+
+
+def start_leg(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module, meta: dict) -> dict:
+    """Load a trained model's EMA weights into model and ema; returns {"init_from", "legs"} for the new run's metadata.
+
+    meta: the new run's metadata (model, model_config, dataset), checked against the old one's.
+    A trainable latent prior (Diff-AE's latent DDIM) is not carried: stage 2 refits it on the new encoder.
+    """
+    ckpt = resolve_checkpoint(path)
+    tensors, old = load_checkpoint(ckpt)
+    for key, what in (("model", "model kind"), ("model_config", "network configuration")):
+        if old.get(key) != meta[key]:
+            raise CheckpointError(f"--init-from {path}: a different {what} than this run's; it cannot continue it")
+    if old.get("dataset", {}).get("content_hash") != meta["dataset"]["content_hash"]:
+        raise CheckpointError(f"--init-from {path}: trained on other data than this run's ({meta['dataset']['name']})")
+    own = model.state_dict()
+    loaded = model.upgrade_state(split_prefix(tensors, "ema"))
+    # The latent prior is trained in stage 2 and exported in its own file: keep this run's fresh one.
+    state = {k: (loaded[k].to(v.dtype) if k in loaded else v) for k, v in own.items()
+             if k in loaded or k.startswith("prior.")}
+    state.update({k: v for k, v in loaded.items() if k not in own})  # unknown keys: load_state_strict names them
+    for module in (model, ema):
+        load_state_strict(module, state, f"--init-from {ckpt}")
+    return {"init_from": {"path": str(path), "sha256": file_sha256(ckpt)},
+            "legs": list(old.get("legs") or []) + [this_leg(old)]}
+
+
+def total_images(meta: dict) -> int:
+    """Images seen over every leg up to and including this checkpoint's."""
+    return sum(int(leg.get("images_seen") or 0) for leg in meta.get("legs") or []) + int(meta.get("images_seen") or 0)
+
+
+def leg_seed(seed: int, meta: dict) -> int:
+    """The generator seed of a new leg: its own stream (a leg that replayed leg 1's batches and noise would
+    see the same (image, t, noise) triples again), fixed by the run's seed and the steps before it."""
+    return seed * 1_000_003 + sum(int(leg.get("step") or 0) for leg in meta.get("legs") or []) + 7919

@@ -1,0 +1,52 @@
+"""Training in legs (bench train --init-from): a new run from exported EMA weights, and the legs in the manifest."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffae_bench.errors import CheckpointError
+from diffae_bench.export import export_run
+from diffae_bench.train import TrainOptions, train_autoencoder
+
+IMAGE_SIZE, TRAIN_IMAGES = 16, 512  # the trained fixtures' (conftest.py)
+LEG_STEPS = 20
+
+
+def _leg(out, init_from, model="diffae", **kw):
+    opts = dict(model=model, preset="tiny", dataset="shapes", image_size=IMAGE_SIZE, steps=LEG_STEPS,
+                train_limit=TRAIN_IMAGES, seed=0, out=str(out), ckpt_every=LEG_STEPS, device="cpu", progress=False,
+                diag_every=0, init_from=str(init_from))
+    return train_autoencoder(TrainOptions(**{**opts, **kw}))
+
+
+def test_a_leg_starts_from_the_exported_weights_and_the_manifest_lists_every_leg(trained_diffae, tmp_path):
+    export_run(trained_diffae["dir"], tmp_path / "leg1", name="leg1")
+    leg2 = _leg(tmp_path / "run2", tmp_path / "leg1")
+    # It starts where leg 1 ended, not from a fresh init: its first loss is near leg 1's last, far below leg 1's first.
+    assert leg2["first_loss"] < 0.5 * trained_diffae["first_loss"]
+    assert leg2["first_loss"] < 2 * trained_diffae["loss_ema"]
+    entry = export_run(tmp_path / "run2", tmp_path / "leg2", name="leg2")
+    first, second = entry["legs"]
+    assert (first["step"], first["images_seen"]) == (trained_diffae["step"], trained_diffae["step"] * 32)
+    assert first["command"].startswith("bench train --kind diffae") and "--init-from" not in first["command"]
+    assert (second["step"], second["images_seen"]) == (LEG_STEPS, LEG_STEPS * 32)
+    assert f"--init-from {tmp_path / 'leg1'}" in second["command"]
+    assert second["command"] == entry["train_commands"][0]
+    assert second["wall_s"] > 0 and second["machine"]
+    assert entry["images_seen_total"] == first["images_seen"] + second["images_seen"]
+    # A third leg from the second export carries both earlier legs.
+    _leg(tmp_path / "run3", tmp_path / "leg2")
+    assert [leg["step"] for leg in export_run(tmp_path / "run3", tmp_path / "leg3")["legs"]] == \
+        [trained_diffae["step"], LEG_STEPS, LEG_STEPS]
+
+
+def test_only_the_same_model_on_the_same_data_can_continue(trained_diffae, trained_ddim, tmp_path):
+    with pytest.raises(CheckpointError, match="a different model kind"):
+        _leg(tmp_path / "a", trained_ddim["dir"])
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        _leg(tmp_path / "b", trained_diffae["dir"], train_limit=TRAIN_IMAGES // 2)
+    _leg(tmp_path / "c", trained_diffae["dir"], steps=2, ckpt_every=2)
+    with pytest.raises(CheckpointError, match="holds a different run"):  # resuming a leg needs its --init-from
+        train_autoencoder(TrainOptions(model="diffae", preset="tiny", dataset="shapes", image_size=IMAGE_SIZE, steps=4,
+                                       train_limit=TRAIN_IMAGES, seed=0, out=str(tmp_path / "c"), device="cpu",
+                                       progress=False, diag_every=0))

@@ -21,8 +21,8 @@ PROFILES: dict[str, dict[str, dict]] = {
     "quick": {
         "sample_fid": {"n_samples": 200, "T": (10, 20, 50)},
         "fake_detection": {"n_per_class": 200},  # the same 200 samples per T as sample_fid, read from the cache
-        "linear_probe": {"n_train": 600, "n_test": 400},
-        "reconstruction": {"n_images": 50, "T": (10, 20, 50)},
+        "linear_probe": {"n_train": 500, "n_test": 300},
+        "reconstruction": {"n_images": 40, "T": (10, 20, 50)},
         "fewshot_fid": {"n_samples": 100, "repeats": 2},
         "disentanglement": {"n_train": 500, "n_test": 250},
         "attribute_manipulation": {"n_images": 12},

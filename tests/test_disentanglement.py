@@ -135,6 +135,25 @@ def test_task_scores_every_representation_with_cis(tmp_path):
     assert res.extra["factors"] == {"shape": 4, "colour": 6, "size": 10, "x": 10, "y": 10, "rotation": 10}
 
 
+def test_pixel_scores_are_computed_once_per_data_set_and_equal_a_fresh_computation(tmp_path):
+    """Raw pixels do not depend on the model: a second model reads the first one's pixel scores from the cache."""
+    task = get_task("disentanglement")
+    cfg = task.make_config({"n_train": 60, "n_test": 30, "T": 5, "dci_refits": 2, "max_iter": 100,
+                            "representations": ("pixels",)})
+    ctx_a = _ctx(build_model("diffae", PRESETS.get("tiny").for_data(3, 16)).eval(), tmp_path)
+    a = task().run(ctx_a, cfg)
+    misses = ctx_a.cache.misses
+    ctx_b = EvalContext(model=build_model("ddim", PRESETS.get("tiny").for_data(3, 16)).eval(), dataset_name="shapes",
+                        cache=ctx_a.cache, progress=False, batch_size=32)
+    b = task().run(ctx_b, cfg)
+    assert ctx_b.cache.misses == misses and ctx_b.cache.hits > 0  # nothing recomputed
+    fresh = task().run(_ctx(ctx_b.model, tmp_path / "fresh"), cfg)
+    for other in (b, fresh):
+        assert [(v.key, v.value, v.ci_low, v.ci_high, v.n) for v in other.values] == \
+            [(v.key, v.value, v.ci_low, v.ci_high, v.n) for v in a.values]
+    assert a.extra["unconverged_fits"] == b.extra["unconverged_fits"]
+
+
 def test_data_without_factors_gets_a_note_and_no_numbers(tmp_path):
     model = build_model("ddim", PRESETS.get("tiny").for_data(3, 16)).eval()
     ctx = _ctx(model, tmp_path)

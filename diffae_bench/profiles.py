@@ -23,7 +23,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "fake_detection": {"n_per_class": 200},  # the same 200 samples per T as sample_fid, read from the cache
         "linear_probe": {"n_train": 500, "n_test": 300},
         "reconstruction": {"n_images": 40, "T": (10, 20, 50)},
-        "fewshot_fid": {"n_samples": 100, "repeats": 2},
+        # 3 repeats, as the default: its CI is a t-interval over repeats, and 2 (one degree of freedom) made the
+        # intervals 0-18x the default's width on shapes.
+        "fewshot_fid": {"n_samples": 70},
         "disentanglement": {"n_train": 500, "n_test": 250},
         "attribute_manipulation": {"n_images": 12},
         "interpolation": {"n_pairs": 8},

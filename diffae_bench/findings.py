@@ -232,7 +232,7 @@ def markdown(found: list[Finding], current_versions: dict[str, int] | None = Non
         versions = []
         for task, vs in f.versions.items():
             cur = (current_versions or {}).get(task)
-            stale = cur is not None and max(vs) < cur
+            stale = cur is not None and min(vs) < cur  # any data set's record older than the code
             versions.append(f"{task} v{'/'.join(map(str, vs))}" + (f" (OUT OF DATE: code v{cur})" if stale else ""))
         cells = [f"**{f.verdicts[d]}**" for d in datasets]
         numbers = "; ".join(f"{d}: {f.numbers[d]}" for d in datasets if f.verdicts[d] != NOT_ASKED)

@@ -88,7 +88,8 @@ def test_the_committed_records_make_a_sound_page(page):
 def test_old_grids_are_shown_4x_and_new_grids_carry_their_scale(tmp_path):
     from diffae_bench.figures import SCALE_KEY, save_image_rows
 
-    old = next(RECORDS.glob("shapes/reconstruction__*__reconstructions.png"))
+    old = tmp_path / "old.png"  # a grid from before the 4x scale: 1 px per pixel, no scale key
+    Image.fromarray(np.zeros((2 * 34 + 2, 3 * 34 + 40, 3), np.uint8)).save(old)
     assert RP.grid_display_width(old, 32) == 4 * Image.open(old).width
     g = torch.Generator().manual_seed(0)
     rows = [torch.rand(3, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2)]

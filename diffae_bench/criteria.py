@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .findings import NO_DATA, Checks, Estimate, beyond, better, combine, markdown
+from .findings import Checks, Estimate, beyond, better, markdown
 
 SHAPES = ("shapes",)
 GOALS_T = 100  # the sampling T the sample goals read (sample_fid's largest)
@@ -27,16 +27,7 @@ def criteria(rows: pd.DataFrame) -> list:
     """Issue 21's goals on each data set of the leaderboard rows."""
     c = Checks(rows)
 
-    def every(kinds, one):
-        """A goal over several model kinds: yes when it holds for each, no when it fails for any."""
-        def per_dataset(data):
-            results = [(k, one(data, k)) for k in kinds]
-            results = [(k, r) for k, r in results if r is not None]
-            if not results:
-                return NO_DATA, "-"
-            return combine([v for _, (v, _) in results]), "; ".join(f"{k} {text}" for k, (_, text) in results)
-
-        return per_dataset
+    every = c.every
 
     def background(data, kind):
         e = c.get(data, kind, "sample_fid", f"corner_gap/T={GOALS_T}/z=prior")

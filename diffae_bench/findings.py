@@ -125,6 +125,20 @@ class Checks:
 
         return per_dataset
 
+    @staticmethod
+    def every(kinds, one, prefix="", sep="; "):
+        """A claim over several model kinds: yes when it holds for each, no when it fails for any.
+
+        one(data, kind) -> (verdict, text), or None where that kind has no estimate (left out).
+        """
+        def per_dataset(data):
+            results = [(k, r) for k in kinds if (r := one(data, k)) is not None]
+            if not results:
+                return NO_DATA, "-"
+            return combine([v for _, (v, _) in results]), prefix + sep.join(f"{k} {text}" for k, (_, text) in results)
+
+        return per_dataset
+
     def threshold(self, task, kind, metric, threshold, above, label):
         """A per-data-set check of one estimate against a fixed threshold (its whole CI on the claimed side)."""
         def per_dataset(data):
@@ -194,31 +208,25 @@ def findings(rows: pd.DataFrame) -> list[Finding]:
             pair("interpolation", ("diffae", "step_ratio/path=z_lerp+xT_slerp"), ("ddim", "step_ratio/path=xT_slerp"),
                  "max/mean step ratio {a} vs DDIM {b}", higher_is_better=False))
 
-    def copies(data):
-        es = [(k, get(data, k, "memorization", "copy_auc/space=pixel_mse")) for k in ("diffae", "ddim", "dmz")]
-        es = [(k, e) for k, e in es if e]
-        if not es:
-            return NO_DATA, "-"
-        return (combine([beyond(e, 0.5, above=False) for _, e in es]),
-                "copy_auc (pixels): " + ", ".join(f"{k} {_f(e)}" for k, e in es))
+    def copies(data, kind):
+        e = get(data, kind, "memorization", "copy_auc/space=pixel_mse")
+        return e and (beyond(e, 0.5, above=False), _f(e))
 
     finding("samples are not copies of training images (copy_auc below 0.5: samples lie farther from the "
-            "training set than held-out images do)", copies)
+            "training set than held-out images do)",
+            c.every(("diffae", "ddim", "dmz"), copies, prefix="copy_auc (pixels): ", sep=", "))
 
-    def fakes(data):
-        verdicts, parts = [], []
-        for kind in ("diffae", "ddim"):
-            lo_T = get(data, kind, "fake_detection", "auroc/T=10")
-            hi_T = get(data, kind, "fake_detection", "auroc/T=50")
-            if lo_T and hi_T:
-                verdicts += [beyond(lo_T, 0.5), better(lo_T, hi_T)]
-                mid = get(data, kind, "fake_detection", "auroc/T=20")
-                parts.append(f"{kind} " + "/".join(_f(e) for e in (lo_T, mid, hi_T) if e))
-        if not verdicts:
-            return NO_DATA, "-"
-        return combine(verdicts), "AUROC at T = 10/20/50: " + "; ".join(parts)
+    def fakes(data, kind):
+        lo_T = get(data, kind, "fake_detection", "auroc/T=10")
+        hi_T = get(data, kind, "fake_detection", "auroc/T=50")
+        if not (lo_T and hi_T):
+            return None
+        mid = get(data, kind, "fake_detection", "auroc/T=20")
+        return (combine([beyond(lo_T, 0.5), better(lo_T, hi_T)]),
+                "/".join(_f(e) for e in (lo_T, mid, hi_T) if e))
 
-    finding("fake detection is above chance and falls as T grows", fakes)
+    finding("fake detection is above chance and falls as T grows",
+            c.every(("diffae", "ddim"), fakes, prefix="AUROC at T = 10/20/50: "))
     return c.out
 
 

@@ -196,6 +196,17 @@ def measure_eval(model_name: str, preset_name: str, mode: str, batch_size: int, 
             "eval_batch": batch_size, "eval_mem_mib": mem.mib}
 
 
+def denoise_rate(model, batch_size: int, seconds: float, device: torch.device, t: int = 500) -> float:
+    """Bare denoise evaluations/s of a loaded model as it is (its own numeric mode): batch_size random
+    images at timestep t, median over ~`seconds` of calls after one warm-up (scripts/suite_cost.py
+    divides its evaluation counts by this)."""
+    x = torch.randn(batch_size, *model.image_shape, generator=torch.Generator().manual_seed(0)).to(device)
+    steps = torch.full((batch_size,), t, dtype=torch.long, device=device)
+    with torch.no_grad():
+        z = model.encode(x) if model.has_semantic_latent else None
+        return batch_size / _timed(lambda: model.denoise(x, steps, z), seconds)
+
+
 def _modes_for(device: torch.device, modes: list[str] | None) -> list[str]:
     if modes:
         names = [get_mode(m).name for m in modes]

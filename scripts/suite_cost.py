@@ -125,29 +125,14 @@ def count_network_evaluations(counts: dict, timer: StageTimer) -> None:
 
 
 def measure_rates(models: list[str], device: str, batch_size: int, seconds: float) -> dict[str, float]:
-    """Denoise evaluations per second of each model: eager float32, batch_size images, after two warm-up calls."""
+    """Denoise evaluations per second of each model (perf.denoise_rate: eager float32, batch_size images)."""
     from diffae_bench.device import resolve_device
+    from diffae_bench.perf import denoise_rate
     from diffae_bench.runner import load_model_spec
 
     dev = resolve_device(device)
-    rates = {}
-    for spec in models:
-        loaded = load_model_spec(spec, dev)
-        model = loaded.model
-        x = torch.randn(batch_size, *model.image_shape, generator=torch.Generator().manual_seed(0)).to(dev)
-        t = torch.full((batch_size,), 500, dtype=torch.long, device=dev)
-        with torch.no_grad():
-            z = model.encode(x) if model.has_semantic_latent else None
-            for _ in range(2):
-                model.denoise(x, t, z)
-            calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                model.denoise(x, t, z)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                calls += 1
-            rates[loaded.label] = calls * batch_size / (time.perf_counter() - start)
-    return rates
+    return {(loaded := load_model_spec(spec, dev)).label: denoise_rate(loaded.model, batch_size, seconds, dev)
+            for spec in models}
 
 
 def _subclasses(cls):

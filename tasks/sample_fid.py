@@ -36,7 +36,8 @@ class SampleFIDConfig:
     autoencoding: bool = True  # the "+autoencoding" row (z_sem of real test images), where the model has z
     inception: bool = True  # FID as well, where the InceptionV3 weights exist
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)  # the fd_cnn network
-    n_boot: int = 200  # bootstrap resamples of the generated images for each distance's CI
+    n_boot: int = 200  # bootstrap resamples of the generated images for each distance's CI (each one refits
+    #   the feature statistics); corner_gap's CI, a plain mean's, keeps stats.N_BOOT (1,000): cheap, and part of v3
 
 
 FD_METRICS = (

@@ -42,13 +42,13 @@ class Results:
     def to_frame(self) -> pd.DataFrame:
         """One row per metric value (records.ROW_COLUMNS): task, model, dataset, metric, value, ci_low, ci_high, ..."""
         from .records import record_rows
-        from .tables import rows_frame
+        from .reporting.tables import rows_frame
 
         return rows_frame([row for rec in self.records for row in record_rows(rec)])
 
     def table(self, fmt: str = "terminal", main_only: bool = False) -> str:
         """The table `bench table` prints (terminal, markdown, csv, latex)."""
-        from .tables import render
+        from .reporting.tables import render
 
         return render(self.to_frame(), fmt, main_only=main_only)
 
@@ -58,8 +58,8 @@ class Results:
         Raises BenchError where the rows are not comparable (different task
         versions, options, data, seeds, numeric modes or weights), as `bench compare` exits 2.
         """
-        from .compare import compare_rows, format_diff, verdict
-        from .tables import load_rows
+        from .reporting.compare import compare_rows, format_diff, verdict
+        from .reporting.tables import load_rows
 
         base = baseline.to_frame() if isinstance(baseline, Results) else load_rows([str(baseline)])
         diff, n = compare_rows(self.to_frame(), base, tolerance, baseline_model)

@@ -224,7 +224,7 @@ def run(
                       command=shlex.join(["bench", *sys.argv[1:]]) if sys.argv else None)
     out_dir, records = run_tasks(opts)
     from .records import record_rows
-    from .tables import render, rows_frame
+    from .reporting.tables import render, rows_frame
 
     if fmt is OutputFormat.json:
         typer.echo(json.dumps({"run_dir": str(out_dir), "records": records}, indent=1, default=str))

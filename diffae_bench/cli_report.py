@@ -1,4 +1,4 @@
-"""`bench report`: records -> one self-contained HTML page (diffae_bench.report). Loads no model code."""
+"""`bench report`: records -> one self-contained HTML page (diffae_bench.reporting.report). Loads no model code."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         from pathlib import Path
 
         from .checkpoint import atomic_write_bytes
-        from .report import build_html
+        from .reporting.report import build_html
 
         text = build_html(paths, dataset or None, Path(figures_dir) if figures_dir else None)
 

@@ -20,7 +20,7 @@ from .checkpoint import file_sha256, load_checkpoint
 from .models import CHECKPOINT, LATENT_CHECKPOINT, load_model
 from .records import record_rows
 from .runner import RunOptions, run
-from .tables import render, rows_frame
+from .reporting.tables import render, rows_frame
 from .train import TrainOptions, train_autoencoder, train_latent
 
 

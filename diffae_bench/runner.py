@@ -252,7 +252,7 @@ def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
                                          "environment": library_versions(), "git": git_state(),
                                          "device": describe_device(device)})
     if opts.leaderboard:
-        from .leaderboard import append_records
+        from .reporting.leaderboard import append_records
 
         append_records(opts.leaderboard, records)
     return out, records

@@ -5,7 +5,7 @@
 For every main metric present in both (same task, model, data set and metric key; the configs
 differ by design), the 95 % CI width (ci_high - ci_low) of each and their ratio; then per task the
 median ratio over its metrics and models. Metrics whose keys name a T that one side lacks are
-absent from the other and so left out. Records are read with diffae_bench.tables (any folder of
+absent from the other and so left out. Records are read with diffae_bench.reporting.tables (any folder of
 record JSONs).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from diffae_bench.tables import load_rows  # noqa: E402
+from diffae_bench.reporting.tables import load_rows  # noqa: E402
 
 KEY = ["task", "model", "dataset", "metric"]
 

@@ -60,6 +60,8 @@ def main() -> int:
             cmd += ["--data-root", a.mnist_root]
         if a.smoke:
             cmd += SMOKE
+        if a.logs:
+            Path(a.logs).mkdir(parents=True, exist_ok=True)
         log = open(Path(a.logs) / f"eval-{name}.log", "w") if a.logs else None
         procs.append((name, time.perf_counter(), subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)))
     failed = []

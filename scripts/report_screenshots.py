@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diffae_bench.report import build_html  # noqa: E402
-from diffae_bench.report_check import find_chromium, screenshot, section_tops, structure_problems  # noqa: E402
+from diffae_bench.reporting.report import build_html  # noqa: E402
+from diffae_bench.reporting.report_check import find_chromium, screenshot, section_tops, structure_problems  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     from PIL import Image
 
-    from diffae_bench.report import load
+    from diffae_bench.reporting.report import load
 
     out_dir = Path(args.out_dir)
     page = out_dir / "report.html"

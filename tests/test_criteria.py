@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from diffae_bench.criteria import criteria, criteria_page
-from diffae_bench.findings import NO, NOT_ASKED, YES
-from diffae_bench.tables import read_rows_csv
+from diffae_bench.reporting.criteria import criteria, criteria_page
+from diffae_bench.reporting.findings import NO, NOT_ASKED, YES
+from diffae_bench.reporting.tables import read_rows_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

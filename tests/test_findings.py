@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from diffae_bench.findings import NO, OPEN, YES, Estimate, better, beyond, combine, findings, markdown, replace_block
-from diffae_bench.leaderboard import current_task_versions
-from diffae_bench.tables import read_rows_csv
+from diffae_bench.reporting.findings import NO, OPEN, YES, Estimate, better, beyond, combine, findings, markdown, replace_block
+from diffae_bench.reporting.leaderboard import current_task_versions
+from diffae_bench.reporting.tables import read_rows_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_out_of_date_records_are_marked():
 
 
 def test_replace_block_needs_both_markers_once():
-    from diffae_bench.findings import BEGIN, END
+    from diffae_bench.reporting.findings import BEGIN, END
 
     assert replace_block(f"a\n{BEGIN}\nold\n{END}\nb", "new\n") == f"a\n{BEGIN}\nnew\n{END}\nb"
     with pytest.raises(ValueError):
@@ -64,7 +64,7 @@ def test_replace_block_needs_both_markers_once():
 
 def test_readme_findings_and_main_table_are_what_the_committed_leaderboard_gives():
     """Typed edits, or new records without `bench findings ... --readme README.md`, fail here."""
-    from diffae_bench.summary_table import readme_with_tables
+    from diffae_bench.reporting.summary_table import readme_with_tables
 
     rows = read_rows_csv(ROOT / "results" / "leaderboard.csv")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -72,7 +72,7 @@ def test_readme_findings_and_main_table_are_what_the_committed_leaderboard_gives
 
 
 def test_main_table_reads_each_kinds_metric_and_marks_old_records():
-    from diffae_bench.summary_table import main_table
+    from diffae_bench.reporting.summary_table import main_table
 
     def row(model, kind, task, version, metric, value):
         return {"dataset": "toy", "model": model, "model_kind": kind, "task": task, "task_version": version,

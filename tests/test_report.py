@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from diffae_bench import report as RP
+from diffae_bench.reporting import report as RP
 from diffae_bench.errors import BenchError
-from diffae_bench.report_check import find_chromium, parse, structure_problems
+from diffae_bench.reporting.report_check import find_chromium, parse, structure_problems
 
 RECORDS = Path(__file__).resolve().parent.parent / "results" / "records"
 
@@ -105,8 +105,8 @@ def test_old_grids_are_shown_4x_and_new_grids_carry_their_scale(tmp_path):
 
 
 def test_markdown_leaderboard_is_split_per_dataset(tmp_path):
-    from diffae_bench.leaderboard import build_leaderboard
-    from diffae_bench.tables import LEGEND
+    from diffae_bench.reporting.leaderboard import build_leaderboard
+    from diffae_bench.reporting.tables import LEGEND
 
     build_leaderboard([RECORDS], tmp_path / "lb.csv", tmp_path / "lb.md")
     md = (tmp_path / "lb.md").read_text()
@@ -140,7 +140,7 @@ def test_bench_report_command(tmp_path, capsys):
 @pytest.mark.slow  # starts a browser
 @pytest.mark.skipif(find_chromium() is None, reason="no chromium binary on PATH (apt-get install chromium)")
 def test_the_page_renders_in_headless_chromium(tmp_path, page):
-    from diffae_bench.report_check import dump_dom, screenshot, section_tops
+    from diffae_bench.reporting.report_check import dump_dom, screenshot, section_tops
 
     path = tmp_path / "report.html"
     path.write_text(page, encoding="utf-8")

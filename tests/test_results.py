@@ -13,12 +13,12 @@ import typer
 from typer.testing import CliRunner
 
 from diffae_bench.cli_results import register
-from diffae_bench.compare import _status, compare_rows
+from diffae_bench.reporting.compare import _status, compare_rows
 from diffae_bench.numerics import fingerprint_id
 from diffae_bench.errors import BenchError
-from diffae_bench.leaderboard import append_records, build_leaderboard
+from diffae_bench.reporting.leaderboard import append_records, build_leaderboard
 from diffae_bench.records import build_record, record_rows, write_record
-from diffae_bench.tables import load_rows, read_rows_csv, render, rows_frame, sort_rows
+from diffae_bench.reporting.tables import load_rows, read_rows_csv, render, rows_frame, sort_rows
 from diffae_bench.task import Metric, Task, TaskResult
 
 
@@ -270,7 +270,7 @@ def test_crash_exits_with_its_own_code(monkeypatch, capsys):
 
 
 def test_leaderboard_marks_records_older_than_the_tasks_code(tmp_path):
-    from diffae_bench.leaderboard import markdown_by_dataset, stale_versions
+    from diffae_bench.reporting.leaderboard import markdown_by_dataset, stale_versions
     from diffae_bench.task import get_task
 
     current = get_task("z_usage").version

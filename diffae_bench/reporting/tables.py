@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BenchError
-from .records import ROW_COLUMNS, find_records, load_record, record_rows
+from ..errors import BenchError
+from ..records import ROW_COLUMNS, find_records, load_record, record_rows
 
 FORMATS = ("terminal", "markdown", "csv", "latex")
 INT_COLUMNS = ("task_version", "n", "seed")

@@ -2,7 +2,7 @@
 
 The references are meant to behave like the papers' trained models, or the leaderboard measures
 under-training. These are the issue's goals, each read off the suite's records with its 95 % CI and
-judged as the findings are (`diffae_bench.findings`): "yes" when the whole CI is on the goal's side
+judged as the findings are (`diffae_bench.reporting.findings`): "yes" when the whole CI is on the goal's side
 (or, for a comparison, the CIs do not overlap in the goal's order), "no" when it is wholly on the
 other side, "not resolved" otherwise. "n/a" marks a data set the goal is not set for.
 

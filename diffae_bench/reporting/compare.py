@@ -33,7 +33,7 @@ import math
 
 import pandas as pd
 
-from .errors import BenchError
+from ..errors import BenchError
 from .tables import latest_rows, plain_table
 
 DIFF_COLUMNS = ["task", "dataset", "model", "metric", "main", "baseline", "new", "delta", "direction", "status",

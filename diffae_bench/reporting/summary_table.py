@@ -1,6 +1,6 @@
 """The README's main table: one row per reference model, a few headline metrics, generated from a leaderboard.
 
-Like the findings block (diffae_bench.findings), the table sits between markers in the README and
+Like the findings block (diffae_bench.reporting.findings), the table sits between markers in the README and
 `bench findings results/leaderboard.csv --readme README.md` rewrites it, so no number in it is typed.
 A value from a record older than its task's code is marked with an asterisk, and the note under the
 table says which tasks those are. The CIs stay in the leaderboard: the table is a selection.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BenchError
-from .records import find_records, load_record, record_rows
+from ..errors import BenchError
+from ..records import find_records, load_record, record_rows
 from .tables import LEGEND, format_cell, latest_rows, rows_frame, wide_table
 
 
@@ -113,7 +113,7 @@ def metric_vs_T(rows: pd.DataFrame, task: str, family: str, fixed: dict) -> dict
 
 def cross_model_figures(rows: pd.DataFrame, dataset: str) -> list[tuple[CrossModelFigure, str, bytes, bool]]:
     """(spec, title, PNG bytes, whether any point has a CI) of every figure this data set's rows can fill."""
-    from .figures import save_cross_model_plot
+    from ..figures import save_cross_model_plot
 
     out = []
     for spec in FIGURES:
@@ -153,7 +153,7 @@ def grid_display_width(path: Path, image_side: int) -> int:
     """Display width of an image grid: 4x (nearest, CSS pixelated) at 32 px for grids written at 1x, as new grids are."""
     from PIL import Image
 
-    from .figures import SCALE_KEY, grid_scale
+    from ..figures import SCALE_KEY, grid_scale
 
     with Image.open(path) as img:
         return img.width * max(1, grid_scale(image_side) // int(img.info.get(SCALE_KEY, 1)))

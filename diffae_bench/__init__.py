@@ -1,7 +1,7 @@
 """diffae_bench: a benchmark suite for the representations of diffusion autoencoders.
 
 `from diffae_bench import evaluate` is the Python API (diffae_bench/api.py);
-the CLI is `bench` (diffae_bench/cli.py). Imported lazily, so that importing
+the CLI is `bench` (diffae_bench/cli/commands.py). Imported lazily, so that importing
 one module of the suite does not import all of it.
 """
 

@@ -18,7 +18,7 @@ import torch
 
 from diffae_bench.cache import Cache
 from diffae_bench.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
-from diffae_bench.cli_results import _write_or_echo
+from diffae_bench.cli.results import _write_or_echo
 from diffae_bench.reporting.leaderboard import append_records, build_leaderboard
 from diffae_bench.records import write_record
 from test_results import make_record  # the synthetic records of the result-table tests

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from diffae_bench.cli_results import register
+from diffae_bench.cli.results import register
 from diffae_bench.reporting.compare import _status, compare_rows
 from diffae_bench.numerics import fingerprint_id
 from diffae_bench.errors import BenchError
@@ -257,7 +257,7 @@ def test_memorization_declares_copy_auc_ideal():
 
 
 def test_crash_exits_with_its_own_code(monkeypatch, capsys):
-    from diffae_bench import cli
+    from diffae_bench.cli import commands as cli  # main reads the module's own app
 
     def boom(*args, **kwargs):
         raise RuntimeError("a bug")

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import BenchError
+from ..errors import BenchError
 
 
 class TableFormat(str, Enum):
@@ -44,7 +44,7 @@ def _write_or_echo(text: str, out: Optional[str]) -> None:
     if out is None:
         typer.echo(text, nl=not text.endswith("\n"))
         return
-    from .checkpoint import atomic_write_bytes
+    from ..checkpoint import atomic_write_bytes
 
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[str] = typer.Option(None, "--out", hidden=True, help="deprecated: --output"),
     ):
         """Results as a table: one row per (data set, model), one column per metric (csv: the long rows)."""
-        from .reporting.tables import load_rows, render
+        from ..reporting.tables import load_rows, render
 
         if out is not None:
             typer.echo("warning: bench table --out is deprecated (--out names a directory elsewhere); use -o/--output",
@@ -87,8 +87,8 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("text", "--format", help="text or json (the rows and the verdict)"),
     ):
         """Regression gate: exit 1 if a main metric got worse beyond the baseline's CI (+ tolerance), 2 if incomparable."""
-        from .reporting.compare import compare_rows, format_diff, verdict
-        from .reporting.tables import load_rows
+        from ..reporting.compare import compare_rows, format_diff, verdict
+        from ..reporting.tables import load_rows
 
         if fmt not in ("text", "json"):
             raise BenchError(f"--format must be text or json, got '{fmt}'")
@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
             typer.echo("warning: bench leaderboard --out is deprecated (--out names a directory elsewhere); "
                        "use -o/--output", err=True)
             output = out
-        from .reporting.leaderboard import build_leaderboard
+        from ..reporting.leaderboard import build_leaderboard
 
         rows = build_leaderboard(paths, output, markdown)
         typer.echo(f"{output}: {rows['record_id'].nunique()} records, {len(rows)} rows"
@@ -130,8 +130,8 @@ def register(app: typer.Typer) -> None:
         """What the reference models must show (issue 21), verdicts by 95 % CIs, generated from a leaderboard."""
         from pathlib import Path
 
-        from .reporting.criteria import criteria_page
-        from .reporting.tables import read_rows_csv
+        from ..reporting.criteria import criteria_page
+        from ..reporting.tables import read_rows_csv
 
         page = criteria_page(read_rows_csv(leaderboard), leaderboard)
         if output is None:
@@ -155,10 +155,10 @@ def register(app: typer.Typer) -> None:
         """The paper's findings, verdicts by 95 % CIs, generated from a leaderboard (never typed)."""
         from pathlib import Path
 
-        from .reporting.findings import findings, markdown
-        from .reporting.leaderboard import current_task_versions
-        from .reporting.summary_table import readme_with_tables
-        from .reporting.tables import read_rows_csv
+        from ..reporting.findings import findings, markdown
+        from ..reporting.leaderboard import current_task_versions
+        from ..reporting.summary_table import readme_with_tables
+        from ..reporting.tables import read_rows_csv
 
         rows = read_rows_csv(leaderboard)
         if readme is None:

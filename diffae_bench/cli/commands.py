@@ -10,8 +10,8 @@ from typing import Optional
 
 import typer
 
-from .cli_results import OutputFormat
-from .errors import BenchError
+from ..errors import BenchError
+from .results import OutputFormat
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Benchmark the representations of diffusion autoencoders.")
@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 
 def _version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
 
         typer.echo(f"diffae-bench {__version__}")
         raise typer.Exit()
@@ -100,9 +100,9 @@ def train(
     On CUDA the step runs GPU-resident (data, noise, fused Adam, loss read every
     --log-every steps); --numeric-mode bf16-cl [--compile] is the fast path.
     """
-    from .presets import PRESETS
-    from .numerics import get_mode
-    from .train import TrainOptions, train_autoencoder, train_latent
+    from ..presets import PRESETS
+    from ..numerics import get_mode
+    from ..train import TrainOptions, train_autoencoder, train_latent
 
     if model is not None:
         deprecated("bench train --model (a kind here, a trained model in bench run)", "--kind")
@@ -126,7 +126,7 @@ def train(
                         log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
                         accumulate=accumulate, init_from=init_from, **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
-    from .x0_diagnostic import summary_lines
+    from ..x0_diagnostic import summary_lines
 
     for line in summary_lines(summary.get("x0_diagnostic")):
         typer.echo(line)
@@ -148,11 +148,11 @@ def _first_line(doc: str | None) -> str:
 def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets"),
        fmt: str = typer.Option("text", "--format", help="text or json")):
     """List registered tasks, models, presets or data sets."""
-    from .data import DATASETS
-    from .models import MODELS
-    from .presets import PRESETS
-    from .registry import Registry, warn_plugin_errors
-    from .task import TASKS
+    from ..data import DATASETS
+    from ..models import MODELS
+    from ..presets import PRESETS
+    from ..registry import Registry, warn_plugin_errors
+    from ..task import TASKS
 
     lists = Registry("list")
     lists.add("tasks", lambda: [(n, f"v{t.version}  {t.description}") for n, t in TASKS.load_all().items()])
@@ -203,7 +203,7 @@ def run(
     inception_weights: Optional[str] = typer.Option(None, help="torch-fidelity InceptionV3 file for FID (sha256-checked)"),
 ):
     """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
-    from .runner import RunOptions, parse_task_options, run as run_tasks
+    from ..runner import RunOptions, parse_task_options, run as run_tasks
 
     if steps is not None:
         if T is not None:
@@ -223,8 +223,8 @@ def run(
                       offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights,
                       command=shlex.join(["bench", *sys.argv[1:]]) if sys.argv else None)
     out_dir, records = run_tasks(opts)
-    from .records import record_rows
-    from .reporting.tables import render, rows_frame
+    from ..records import record_rows
+    from ..reporting.tables import render, rows_frame
 
     if fmt is OutputFormat.json:
         typer.echo(json.dumps({"run_dir": str(out_dir), "records": records}, indent=1, default=str))
@@ -269,14 +269,14 @@ def perf(
     """Throughput benchmark: training images/s and sampling network evaluations/s, fp32 vs optimised."""
     mode_list = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
     if accuracy:
-        from .perf_accuracy import accuracy as run_accuracy, train_agreement_report
+        from ..perf_accuracy import accuracy as run_accuracy, train_agreement_report
 
         if run_dir:
             train_agreement_report(run_dir, mode_list or ["bf16-cl", "bf16"], device, batch_size, batches)
         else:
             run_accuracy(mode_list or ["bf16", "fp32-cl"], device=device, steps=steps)
         return
-    from .perf import run_perf
+    from ..perf import run_perf
 
     try:
         batches = [int(b) for b in train_batches.split(",")] if train_batches else None
@@ -296,20 +296,20 @@ def demo(
     device: str = typer.Option("auto"),
 ):
     """The quick start: train a small Diff-AE on `shapes`, then show what it learned."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(preset=preset, steps=steps, latent_steps=latent_steps, out=out, device=device)
 
 
-from .cli_results import register as _register_results  # noqa: E402  (table, compare, leaderboard)
+from .results import register as _register_results  # noqa: E402  (table, compare, leaderboard)
 
 _register_results(app)
 
-from .cli_weights import register as _register_weights  # noqa: E402  (weights download|verify|path)
+from .weights import register as _register_weights  # noqa: E402  (weights download|verify|path)
 
 _register_weights(app)
 
-from .cli_report import register as _register_report  # noqa: E402  (report)
+from .report import register as _register_report  # noqa: E402  (report)
 
 _register_report(app)
 
@@ -353,6 +353,3 @@ def main(argv: list[str] | None = None) -> None:
     # standalone_mode=False returns typer.Exit's code (compare's 1, an interrupt's 130) instead of exiting
     sys.exit(rv if isinstance(rv, int) else 0)
 
-
-if __name__ == "__main__":
-    main()

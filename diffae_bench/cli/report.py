@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
         """One static HTML page from records alone: main table per data set with CIs, cross-model figures, grids, notes."""
         from pathlib import Path
 
-        from .checkpoint import atomic_write_bytes
-        from .reporting.report import build_html
+        from ..checkpoint import atomic_write_bytes
+        from ..reporting.report import build_html
 
         text = build_html(paths, dataset or None, Path(figures_dir) if figures_dir else None)
 

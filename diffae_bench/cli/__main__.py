@@ -2,4 +2,5 @@
 
 from .commands import main
 
-main()
+if __name__ == "__main__":  # importing this module (tests import every module) runs nothing
+    main()

@@ -27,20 +27,18 @@ def criteria(rows: pd.DataFrame) -> list:
     """Issue 21's goals on each data set of the leaderboard rows."""
     c = Checks(rows)
 
-    every = c.every
-
     def background(data, kind):
         e = c.get(data, kind, "sample_fid", f"corner_gap/T={GOALS_T}/z=prior")
         return e and (beyond(e, 0.05, above=False), f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]")
 
     c.check(f"samples have the data's background: mean corner pixel within 0.05 of the real images' (T = {GOALS_T})",
-            every(("ddim", "diffae"), background), SHAPES)
+            c.every(("ddim", "diffae"), background), SHAPES)
 
     def fakes(data, kind):
         e = c.get(data, kind, "fake_detection", f"auroc/T={FAKE_T}")
         return e and (beyond(e, 0.9, above=False), f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]")
 
-    c.check(f"fake-detection AUROC at T = {FAKE_T} <= 0.9", every(("ddim", "diffae"), fakes), SHAPES)
+    c.check(f"fake-detection AUROC at T = {FAKE_T} <= 0.9", c.every(("ddim", "diffae"), fakes), SHAPES)
 
     def near_floor(data, kind):
         e = c.get(data, kind, "sample_fid", f"fd_cnn/T={GOALS_T}/z=prior")
@@ -51,7 +49,7 @@ def criteria(rows: pd.DataFrame) -> list:
         return better(e, ten, higher_is_better=False), f"{e.value:.3g} vs 10 x floor {ten.value:.3g}"
 
     c.check(f"fd_cnn of samples at T = {GOALS_T} within 10x of the real test-vs-train floor",
-            every(("ddim", "diffae"), near_floor), SHAPES)
+            c.every(("ddim", "diffae"), near_floor), SHAPES)
 
     c.check("Diff-AE random-x_T reconstruction SSIM at T = 100 >= 0.5 (F3)",
             c.threshold("reconstruction", "diffae", "ssim/T=100/xT=random", 0.5, True, "SSIM"))
@@ -68,7 +66,7 @@ def criteria(rows: pd.DataFrame) -> list:
         e = c.get(data, kind, "z_usage", "gap/t=700")
         return e and (beyond(e, 0.0), f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]")
 
-    c.check("the decoder uses z at t = 700: z_usage gap's CI excludes 0", every(("diffae", "dmz"), uses_z))
+    c.check("the decoder uses z at t = 700: z_usage gap's CI excludes 0", c.every(("diffae", "dmz"), uses_z))
     return c.out
 
 

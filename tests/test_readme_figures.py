@@ -53,3 +53,22 @@ def test_speed_table_quotes_the_cost_files():
               f"{_n(everything['probe fits'])} (disentanglement's {_disentanglement_total(quick_rows, 'probe fits')} of them),"
               f"\nencode {_n(everything['encode'])}, everything else {rest}.")
     assert quoted in readme
+
+
+def test_cpu_training_figures_quote_the_perf_file():
+    """The AVX-512 CPU training rates and the bf16 accuracy check the README quotes are the perf file's."""
+    readme = " ".join((ROOT / "README.md").read_text().split())  # the README wraps lines anywhere
+    text = (PERF / "cpu_avx512_train_2026-11-27.md").read_text()
+    speed_part, accuracy_part = text.split("## The train path's accuracy check")
+
+    def rows(part: str) -> dict[str, list[str]]:
+        cells = [[c.strip() for c in l.strip("|").split("|")] for l in part.splitlines() if l.startswith("| ")]
+        return {r[0]: r[1:] for r in cells}
+
+    speed, accuracy = rows(speed_part), rows(accuracy_part)
+    fp32, bf16, bf16_cl = (int(speed[k][0]) for k in ("fp32 (first call)", "bf16", "bf16-cl"))
+    dloss, cosine, verdict = accuracy["bf16"]
+    assert verdict == "FAIL"  # the README's "CPU training stays fp32" rests on this
+    # x is the file's ratio (of unrounded rates), not fp32 / bf16 of the rounded ones
+    assert f"trains {fp32} img/s in fp32 and {bf16} in bf16 ({speed['bf16'][1]}x; bf16-cl {bf16_cl})" in readme
+    assert f"loss off by {float(dloss) * 100:.1f} %, gradient cosine {float(cosine):.3f}" in readme

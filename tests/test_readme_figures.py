@@ -1,7 +1,8 @@
-"""The README's Speed figures for the whole suite are the committed cost tables' (results/perf), not typed.
+"""Figures typed into the README's prose are the committed files', not typed from memory.
 
-Each figure quoted in the README's before/after table is read or derived here from the file it cites,
-so re-measuring (a new file) without updating the README, or a slip in the arithmetic, fails.
+The Speed section's whole-suite and CPU-training figures are read or derived from the results/perf files
+they cite; the reference-results sentences from results/leaderboard.csv. So re-measuring or refreshing a
+record without updating the README, or a slip in the arithmetic, fails.
 """
 
 from __future__ import annotations
@@ -72,3 +73,49 @@ def test_cpu_training_figures_quote_the_perf_file():
     # x is the file's ratio (of unrounded rates), not fp32 / bf16 of the rounded ones
     assert f"trains {fp32} img/s in fp32 and {bf16} in bf16 ({speed['bf16'][1]}x; bf16-cl {bf16_cl})" in readme
     assert f"loss off by {float(dloss) * 100:.1f} %, gradient cosine {float(cosine):.3f}" in readme
+
+
+def test_reference_prose_quotes_the_leaderboard():
+    """The figures typed into the README's reference-results prose are the committed leaderboard's.
+
+    The tables there are generated (bench findings); the sentences around them quote single values,
+    so a refreshed record must not leave a sentence saying what the rows no longer do.
+    """
+    import pandas as pd
+
+    board = pd.read_csv(ROOT / "results" / "leaderboard.csv")
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    def v(task, model, metric, fmt, part="value"):
+        row = board[(board.task == task) & (board.model == model) & (board.metric == metric)]
+        assert len(row) == 1, (task, model, metric)
+        return format(float(row[part].iloc[0]), fmt)
+
+    def ci(task, model, metric, fmt):
+        return f"{v(task, model, metric, fmt)} [{v(task, model, metric, fmt, 'ci_low')}, {v(task, model, metric, fmt, 'ci_high')}]"
+
+    z = lambda m, metric, fmt: v("z_usage", m, metric, fmt)
+    quotes = [
+        f"{z('diffae-small-shapes', 'gap/t=300', '.2f')} / {z('diffae-small-shapes', 'gap/t=700', '.3f')} / "
+        f"{z('diffae-small-shapes', 'mean_gap', '.2f')} for Diff-AE on shapes and {z('diffae-small-mnist', 'gap/t=300', '.2f')} / "
+        f"{z('diffae-small-mnist', 'gap/t=700', '.2f')} / {z('diffae-small-mnist', 'mean_gap', '.2f')} on MNIST",
+        f"(mean gap {z('dmz-small-shapes', 'mean_gap', '.4f')} and {z('dmz-small-mnist', 'mean_gap', '.3f')})",
+        f"puts Diff-AE first on shapes ({ci('sample_fid', 'diffae-small-shapes', 'fd_cnn/T=100/z=prior', '.0f')} vs DDIM "
+        f"{ci('sample_fid', 'ddim-small-shapes', 'fd_cnn/T=100/z=prior', '.0f')})",
+        f"({ci('sample_fid', 'diffae-small-mnist', 'fd_cnn/T=100/z=prior', '.1f')} vs "
+        f"{ci('sample_fid', 'ddim-small-mnist', 'fd_cnn/T=100/z=prior', '.1f')})",
+        f"hard bits probe poorly (mean AUROC {v('linear_probe', 'dmz-small-shapes', 'mean_auroc/rep=hard', '.2f')}; "
+        f"{v('linear_probe', 'dmz-small-mnist', 'mean_auroc/rep=hard', '.2f')})",
+        "(binary {}, PU {}, naive {}, unconditional {})".format(*(
+            v("fewshot_fid", "dmz-small-mnist", f"fd_cnn/attr=digit_1/method={m}", ".0f")
+            for m in ("binary", "pu", "naive", "unconditional"))),
+        f"MIG z_sem {ci('disentanglement', 'diffae-small-shapes', 'mig/rep=z_sem', '.3f')}",
+        f"DCI disentanglement z_sem {v('disentanglement', 'diffae-small-shapes', 'dci_disentanglement/rep=z_sem', '.3f')} "
+        f"against x_T {v('disentanglement', 'diffae-small-shapes', 'dci_disentanglement/rep=x_T', '.3f')}",
+        f"soft bits: MIG {v('disentanglement', 'dmz-small-shapes', 'mig/rep=soft', '.3f')}, "
+        f"D {v('disentanglement', 'dmz-small-shapes', 'dci_disentanglement/rep=soft', '.3f')}",
+        f"`edit_success` {v('attribute_manipulation', 'diffae-small-shapes', 'edit_success/T=10', '.2f')} / "
+        f"{v('attribute_manipulation', 'diffae-small-shapes', 'edit_success/T=20', '.2f')} at T = 10 / 20",
+    ]
+    missing = [q for q in quotes if q not in readme]
+    assert not missing, missing

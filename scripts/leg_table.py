@@ -1,0 +1,73 @@
+"""One model's issue-21 criteria metrics, side by side across versions of it (e.g. training legs).
+
+Each column is a label and a folder of records (searched recursively); the rows are the metrics the
+issue-21 goals read (results/criteria.md) plus a few neighbours, each with its 95 % CI. It prints a
+Markdown table; results/legs/*/README.md quote it, and tests/test_legs_table.py checks that they do.
+
+    python scripts/leg_table.py diffae-small-mnist \
+        "committed=results/records/mnist" "leg 1=results/legs/2026-11-27_cpu_diffae-small-mnist/records/leg1" ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+# (task, metric, what it is for): the criteria's metrics for a Diff-AE model, then context
+ROWS = (
+    ("reconstruction", "ssim/T=100/xT=random", "F3: >= 0.5"),
+    ("reconstruction", "ssim/T=20/xT=inferred", "F2: Diff-AE side (vs DDIM's SSIM at T = 100)"),
+    ("reconstruction", "ssim/T=10/xT=inferred", ""),
+    ("reconstruction", "ssim/T=100/xT=inferred", ""),
+    ("z_usage", "gap/t=700", "z used at t = 700: CI excludes 0"),
+    ("z_usage", "gap/t=900", ""),
+    ("z_usage", "mean_gap", ""),
+    ("linear_probe", "mean_auroc/rep=z_sem", "F4: z_sem side (vs DDIM's inverted-x_T probe)"),
+    ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
+    ("sample_fid", "fd_cnn/T=100/z=prior", "samples"),
+    ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
+)
+
+
+def load(folder: Path, model: str) -> dict[tuple[str, str], dict]:
+    """{(task, metric): metric row} of `model`'s records under `folder`, with images_seen added."""
+    out = {}
+    for path in sorted(folder.rglob("*.json")):
+        if path.name == "run.json":
+            continue
+        rec = json.loads(path.read_text())
+        if rec.get("model", {}).get("label") != model:
+            continue
+        for m in rec["metrics"]:
+            out[(rec["task"]["name"], m["key"])] = m
+    return out
+
+
+def cell(m: dict | None) -> str:
+    if m is None:
+        return "-"
+    if m.get("ci_low") is None:
+        return f"{m['value']:.3g}"
+    return f"{m['value']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}]"
+
+
+def table(model: str, columns: list[tuple[str, Path]]) -> str:
+    found = [load(folder, model) for _, folder in columns]
+    lines = ["| task | metric | goal / use | " + " | ".join(label for label, _ in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    for task, metric, use in ROWS:
+        lines.append(f"| {task} | {metric} | {use} | " + " | ".join(cell(f.get((task, metric))) for f in found) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("model", help="the records' model label, e.g. diffae-small-mnist")
+    ap.add_argument("columns", nargs="+", help="LABEL=FOLDER of records")
+    a = ap.parse_args()
+    print(table(a.model, [(c.split("=", 1)[0], Path(c.split("=", 1)[1])) for c in a.columns]))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,8 +11,14 @@ Markdown table; results/legs/*/README.md quote it, and tests/test_legs_table.py 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from diffae_bench.records import record_rows  # noqa: E402
+from diffae_bench.reporting.tables import records_under  # noqa: E402
 
 # (task, metric, what it is for): the criteria's metrics for a Diff-AE model, then context
 ROWS = (
@@ -31,16 +37,17 @@ ROWS = (
 
 
 def load(folder: Path, model: str) -> dict[tuple[str, str], dict]:
-    """{(task, metric): metric row} of `model`'s records under `folder`, with images_seen added."""
+    """{(task, metric): leaderboard row} of `model`'s records under `folder` (the suite's own record reader).
+
+    Two records of the same measurement in one folder would make a column ambiguous: refused, not
+    resolved by file order.
+    """
     out = {}
-    for path in sorted(folder.rglob("*.json")):
-        if path.name == "run.json":
-            continue
-        rec = json.loads(path.read_text())
-        if rec.get("model", {}).get("label") != model:
-            continue
-        for m in rec["metrics"]:
-            out[(rec["task"]["name"], m["key"])] = m
+    for row in (r for rec in records_under(folder) for r in record_rows(rec) if r["model"] == model):
+        key = (row["task"], row["metric"])
+        if key in out:
+            raise SystemExit(f"{folder}: two records of {model} give {key[0]} {key[1]}; keep one")
+        out[key] = row
     return out
 
 

@@ -32,16 +32,27 @@ def test_leg_pages_quote_the_generated_table():
 
 
 def test_leg_table_reads_only_the_named_model(tmp_path):
-    """A record of another model in the same folder is not read (anti-oracle), and a missing metric shows '-'."""
+    """A record of another model in the same folder is not read (anti-oracle), a missing metric shows '-',
+    and two records of one measurement are refused rather than resolved by file order."""
     import json
 
-    rec = {"model": {"label": "other"}, "task": {"name": "z_usage"},
-           "metrics": [{"key": "gap/t=700", "value": 9.0, "ci_low": 8.0, "ci_high": 10.0}]}
-    (tmp_path / "z.json").write_text(json.dumps(rec))
-    mine = {**rec, "model": {"label": "mine"}, "metrics": [{"key": "gap/t=700", "value": 0.5, "ci_low": 0.25, "ci_high": 0.75}]}
+    import pytest
+
+    src = ROOT / "results" / "legs" / "2026-11-27_cpu_diffae-small-mnist" / "records" / "leg2"
+    mine = json.loads((src / "z_usage__diffae-small-mnist__mnist.json").read_text())
+    other = json.loads(json.dumps(mine))
+    other["model"]["label"] = "other"
+    for m in other["metrics"]:
+        m["value"], m["ci_low"], m["ci_high"] = 9.0, 8.0, 10.0
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "m.json").write_text(json.dumps(mine))
-    text = _leg_table().table("mine", [("a", tmp_path)])
-    assert "| z_usage | gap/t=700 | z used at t = 700: CI excludes 0 | 0.5 [0.25, 0.75] |" in text
-    assert "9" not in text.split("gap/t=700")[1].split("\n")[0]
+    (tmp_path / "z_other.json").write_text(json.dumps(other))
+    (tmp_path / "sub" / "z_mine.json").write_text(json.dumps(mine))
+    leg_table = _leg_table()
+    text = leg_table.table("diffae-small-mnist", [("a", tmp_path)])
+    row = next(l for l in text.splitlines() if "| gap/t=700 |" in l)
+    gap = next(m for m in mine["metrics"] if m["key"] == "gap/t=700")
+    assert row.endswith(f"| {gap['value']:.3g} [{gap['ci_low']:.3g}, {gap['ci_high']:.3g}] |")
     assert "| reconstruction | ssim/T=100/xT=random | F3: >= 0.5 | - |" in text
+    (tmp_path / "z_mine_again.json").write_text(json.dumps(mine))
+    with pytest.raises(SystemExit, match="two records"):
+        leg_table.table("diffae-small-mnist", [("a", tmp_path)])

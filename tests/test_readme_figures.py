@@ -14,14 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PERF = ROOT / "results" / "perf"
 
 
+def _cells(text: str) -> list[list[str]]:
+    """The cells of every Markdown table line in text (header included; the |---| line has no '| ' start)."""
+    return [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines() if l.startswith("| ")]
+
+
 def _table(name: str) -> tuple[int, list[dict]]:
     """(whole-suite seconds, rows as {column: cell}) of a scripts/suite_cost.py output file."""
     text = (PERF / name).read_text()
     whole = int(re.search(r"^whole suite: (\d+) s", text, re.M).group(1))
-    lines = [l for l in text.splitlines() if l.startswith("| ")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [dict(zip(head, (c.strip() for c in l.strip("|").split("|")))) for l in lines[1:]]
-    return whole, rows
+    head, *body = _cells(text)
+    return whole, [dict(zip(head, row)) for row in body]
 
 
 def _n(cell: str) -> int:
@@ -62,11 +65,7 @@ def test_cpu_training_figures_quote_the_perf_file():
     text = (PERF / "cpu_avx512_train_2026-11-27.md").read_text()
     speed_part, accuracy_part = text.split("## The train path's accuracy check")
 
-    def rows(part: str) -> dict[str, list[str]]:
-        cells = [[c.strip() for c in l.strip("|").split("|")] for l in part.splitlines() if l.startswith("| ")]
-        return {r[0]: r[1:] for r in cells}
-
-    speed, accuracy = rows(speed_part), rows(accuracy_part)
+    speed, accuracy = ({r[0]: r[1:] for r in _cells(part)} for part in (speed_part, accuracy_part))
     fp32, bf16, bf16_cl = (int(speed[k][0]) for k in ("fp32 (first call)", "bf16", "bf16-cl"))
     dloss, cosine, verdict = accuracy["bf16"]
     assert verdict == "FAIL"  # the README's "CPU training stays fp32" rests on this

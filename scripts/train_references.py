@@ -9,6 +9,8 @@ exported (EMA weights, float16 for large tensors) to <export>/<name>/ with a man
 
     python scripts/train_references.py --seconds 420 --mnist-root ../shared/data/mnist
     python scripts/train_references.py --seconds 420 --init-from results/models   # a further leg of each
+    python scripts/train_references.py --seconds 9000 --images 421824 --init-from DIR --only ddim-small-mnist
+        # a leg that ends at the same total images as another model's (an equal-budget comparison)
 """
 
 from __future__ import annotations
@@ -31,15 +33,37 @@ LATENT_STEPS = 5000  # latent DDIM steps (batch 256): an MLP, seconds on a GPU, 
 NO_LIMIT = 10**9  # "train until the deadline"
 
 
+def leg_steps(images: int, init_from: str | None, batch_size: int) -> int:
+    """Steps that bring a model to `images` images over all its legs: models compared with each other
+    are trained to the same total (issue 21), whatever each earlier leg's batch size was."""
+    import math
+
+    from diffae_bench.checkpoint import load_checkpoint
+    from diffae_bench.legs import total_images
+    from diffae_bench.models.registry import resolve_checkpoint
+
+    before = total_images(load_checkpoint(resolve_checkpoint(init_from))[1]) if init_from else 0
+    if images - before < batch_size:
+        raise SystemExit(f"--images {images}: the model has seen {before} already; nothing to train")
+    if (images - before) % batch_size:
+        print(f"--images {images}: {images - before} more is not a multiple of batch {batch_size}; "
+              f"training {math.ceil((images - before) / batch_size)} steps", flush=True)
+    return math.ceil((images - before) / batch_size)
+
+
 def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
-    """One training run (the same TrainOptions `bench train` builds), stopped at its deadline."""
+    """One training run (the same TrainOptions `bench train` builds), stopped at its deadline or image budget."""
+    from diffae_bench.presets import PRESETS
     from diffae_bench.train import TrainOptions, train_autoencoder
 
+    init_from = str(Path(a.init_from) / name) if a.init_from else None
+    batch_size = a.batch_size or PRESETS.get("small").train.batch_size
+    steps = leg_steps(a.images, init_from, batch_size) if a.images else NO_LIMIT
     opts = TrainOptions(model=model, preset="small", dataset=dataset, data_root=a.mnist_root if dataset == "mnist" else None,
-                        image_size=IMAGE_SIZE, steps=NO_LIMIT, seed=SEED, out=str(Path(a.root) / name),
+                        image_size=IMAGE_SIZE, steps=steps, seed=SEED, out=str(Path(a.root) / name),
                         ckpt_every=a.ckpt_every, device=a.device, progress=False, numeric_mode=a.numeric_mode,
                         batch_size=a.batch_size, lr=a.lr, diag_every=a.diag_every, max_seconds=a.seconds,
-                        init_from=str(Path(a.init_from) / name) if a.init_from else None)
+                        init_from=init_from)
     s = train_autoencoder(opts)
     print(json.dumps({"name": name, "step": s["step"], "loss_ema": s["loss_ema"], "images_per_s": s["images_per_s"],
                       "wall_s": s["wall_s"], "numeric_mode": a.numeric_mode, "x0_diagnostic": s.get("x0_diagnostic")}),
@@ -54,6 +78,7 @@ def start_child(name: str, model: str, dataset: str, a: argparse.Namespace, seco
     cmd += ["--batch-size", str(a.batch_size)] if a.batch_size else []
     cmd += ["--lr", str(a.lr)] if a.lr else []
     cmd += ["--init-from", a.init_from] if a.init_from else []
+    cmd += ["--images", str(a.images)] if a.images else []
     log = open(Path(a.logs) / f"train-{name}.log", "a") if a.logs else None
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
 
@@ -79,6 +104,9 @@ def main() -> None:
     ap.add_argument("--init-from", default=None,
                     help="a folder of exported models (<dir>/<name>, e.g. results/models): each run is a new leg "
                          "from that model's weights (diffae_bench/legs.py); the manifest lists every leg")
+    ap.add_argument("--images", type=int, default=None,
+                    help="stop each model at this many images over all its legs (with --init-from: the legs "
+                         "before count); --seconds stays a cap. None: train until the deadline")
     ap.add_argument("--child", nargs=3, metavar=("NAME", "MODEL", "DATASET"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

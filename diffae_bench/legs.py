@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import file_sha256, load_checkpoint, load_state_strict, split_prefix
-from .errors import CheckpointError
+from .errors import BenchError, CheckpointError
 from .models.registry import resolve_checkpoint
 
 LEG_KEYS = ("step", "images_seen", "batch_size", "lr", "wall_s", "machine", "numerics", "command")
@@ -57,6 +57,22 @@ def start_leg(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module, me
 def total_images(meta: dict) -> int:
     """Images seen over every leg up to and including this checkpoint's."""
     return sum(int(leg.get("images_seen") or 0) for leg in meta.get("legs") or []) + int(meta.get("images_seen") or 0)
+
+
+def steps_to_total(images: int, before: int, batch_size: int) -> int:
+    """The steps of a new leg that bring a model from `before` images (its legs so far) to `images`.
+
+    Models that are compared with each other are trained to the same total (issue 21), whatever each
+    earlier leg's batch size was; a total that is not a whole number of batches is rounded up.
+    """
+    if images - before < batch_size:
+        raise BenchError(f"a budget of {images} images: the model has seen {before} already; nothing to train")
+    return -(-(images - before) // batch_size)
+
+
+def images_before(path: str | Path) -> int:
+    """Images an exported or trained model has seen over all its legs (its checkpoint's metadata)."""
+    return total_images(load_checkpoint(resolve_checkpoint(path))[1])
 
 
 def leg_seed(seed: int, meta: dict) -> int:

@@ -33,32 +33,18 @@ LATENT_STEPS = 5000  # latent DDIM steps (batch 256): an MLP, seconds on a GPU, 
 NO_LIMIT = 10**9  # "train until the deadline"
 
 
-def leg_steps(images: int, init_from: str | None, batch_size: int) -> int:
-    """Steps that bring a model to `images` images over all its legs: models compared with each other
-    are trained to the same total (issue 21), whatever each earlier leg's batch size was."""
-    import math
-
-    from diffae_bench.checkpoint import load_checkpoint
-    from diffae_bench.legs import total_images
-    from diffae_bench.models.registry import resolve_checkpoint
-
-    before = total_images(load_checkpoint(resolve_checkpoint(init_from))[1]) if init_from else 0
-    if images - before < batch_size:
-        raise SystemExit(f"--images {images}: the model has seen {before} already; nothing to train")
-    if (images - before) % batch_size:
-        print(f"--images {images}: {images - before} more is not a multiple of batch {batch_size}; "
-              f"training {math.ceil((images - before) / batch_size)} steps", flush=True)
-    return math.ceil((images - before) / batch_size)
-
-
 def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
     """One training run (the same TrainOptions `bench train` builds), stopped at its deadline or image budget."""
+    from diffae_bench.legs import images_before, steps_to_total
     from diffae_bench.presets import PRESETS
     from diffae_bench.train import TrainOptions, train_autoencoder
 
     init_from = str(Path(a.init_from) / name) if a.init_from else None
     batch_size = a.batch_size or PRESETS.get("small").train.batch_size
-    steps = leg_steps(a.images, init_from, batch_size) if a.images else NO_LIMIT
+    steps = NO_LIMIT
+    if a.images:  # an image budget over all legs (issue 21: equal budgets for models compared with each other)
+        steps = steps_to_total(a.images, images_before(init_from) if init_from else 0, batch_size)
+        print(f"{name}: {steps} steps of {batch_size} to reach {a.images} images over all legs", flush=True)
     opts = TrainOptions(model=model, preset="small", dataset=dataset, data_root=a.mnist_root if dataset == "mnist" else None,
                         image_size=IMAGE_SIZE, steps=steps, seed=SEED, out=str(Path(a.root) / name),
                         ckpt_every=a.ckpt_every, device=a.device, progress=False, numeric_mode=a.numeric_mode,

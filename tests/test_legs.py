@@ -50,3 +50,20 @@ def test_only_the_same_model_on_the_same_data_can_continue(trained_diffae, train
         train_autoencoder(TrainOptions(model="diffae", preset="tiny", dataset="shapes", image_size=IMAGE_SIZE, steps=4,
                                        train_limit=TRAIN_IMAGES, seed=0, out=str(tmp_path / "c"), device="cpu",
                                        progress=False, diag_every=0))
+
+
+def test_an_image_budget_over_all_legs_gives_the_steps_of_the_next_leg(trained_diffae, tmp_path):
+    from diffae_bench.errors import BenchError
+    from diffae_bench.legs import images_before, steps_to_total
+
+    # issue 21's legs: an H200 leg of 638 steps at batch 256, then this CPU's batch 64, to the Diff-AE leg's 421,824
+    assert steps_to_total(421_824, 638 * 256, 64) == 4039
+    assert steps_to_total(421_824, 558 * 256, 64) == 4359
+    assert steps_to_total(100, 0, 64) == 2  # not a whole number of batches: rounded up, never short of the budget
+    with pytest.raises(BenchError, match="has seen 160 already"):
+        steps_to_total(160, 160, 32)
+    export_run(trained_diffae["dir"], tmp_path / "leg1", name="leg1")
+    before = images_before(tmp_path / "leg1")
+    assert before == trained_diffae["step"] * 32
+    leg2 = _leg(tmp_path / "run2", tmp_path / "leg1", steps=steps_to_total(before + 64, before, 32), ckpt_every=1)
+    assert leg2["step"] == 2 and images_before(tmp_path / "run2") == before + 64

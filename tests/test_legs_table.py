@@ -8,13 +8,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- leg-table: (.+?) -->\n(.*?)\n<!-- leg-table:end -->", re.S)
+X0_BLOCK = re.compile(r"<!-- x0-table: (.+?) -->\n(.*?)\n<!-- x0-table:end -->", re.S)
 
 
-def _leg_table():
-    spec = importlib.util.spec_from_file_location("leg_table", ROOT / "scripts" / "leg_table.py")
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _leg_table():
+    return _script("leg_table")
 
 
 def test_leg_pages_quote_the_generated_table():
@@ -23,7 +28,7 @@ def test_leg_pages_quote_the_generated_table():
     assert pages, "no results/legs page to check"
     for page in pages:
         blocks = BLOCK.findall(page.read_text())
-        assert blocks, f"{page}: no generated leg table"
+        assert blocks or X0_BLOCK.findall(page.read_text()), f"{page}: no generated table (its numbers would be typed)"
         for spec, quoted in blocks:
             model, *columns = [part.strip() for part in spec.split("|")]
             cols = [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns]
@@ -56,3 +61,32 @@ def test_leg_table_reads_only_the_named_model(tmp_path):
     (tmp_path / "z_mine_again.json").write_text(json.dumps(mine))
     with pytest.raises(SystemExit, match="two records"):
         leg_table.table("diffae-small-mnist", [("a", tmp_path)])
+
+
+def test_leg_pages_quote_the_generated_x0_diagnostic_table():
+    """Each page's high-t x0 table is scripts/x0_table.py over the logs it commits (training's and the starting rows')."""
+    x0_table = _script("x0_table")
+    blocks = [(page, *b) for page in sorted((ROOT / "results" / "legs").glob("*/README.md"))
+              for b in X0_BLOCK.findall(page.read_text())]
+    assert blocks, "no leg page quotes an x0 table"
+    for page, spec, quoted in blocks:
+        log, start, before = [part.strip() for part in spec.split("|")]
+        assert quoted == x0_table.table(ROOT / log, ROOT / start, int(before)), \
+            f"{page}: regenerate with scripts/x0_table.py"
+
+
+def test_x0_table_rows_follow_the_logs(tmp_path):
+    """Starting rows first (by label), then each check with images this leg and over all legs; the
+    control columns appear only where a model has a code, '-' for a starting row without one."""
+    import json
+
+    check = {"step": 500, "images_seen": 32000, "x0_mae": {"300": 0.03, "999": 0.4}}
+    (tmp_path / "log.jsonl").write_text(json.dumps(check) + "\n")
+    (tmp_path / "start.jsonl").write_text(json.dumps({"label": "ref", "images_seen_total": 1000, **check}) + "\n")
+    text = _script("x0_table").table(tmp_path / "log.jsonl", tmp_path / "start.jsonl", 100_000)
+    assert text.splitlines()[2:] == ["| ref | 1,000 | 0.030 | 0.400 |", "| 32,000 | 132,000 | 0.030 | 0.400 |"]
+    (tmp_path / "log.jsonl").write_text(json.dumps({**check, "x0_mae_other_z": {"300": 0.05, "999": 0.41}}) + "\n")
+    text = _script("x0_table").table(tmp_path / "log.jsonl", tmp_path / "start.jsonl", 0)
+    assert "| t = 999, another image's z |" in text.splitlines()[0]
+    assert text.splitlines()[2:] == ["| ref | 1,000 | 0.030 | 0.400 | - | - |",
+                                     "| 32,000 | 32,000 | 0.030 | 0.400 | 0.050 | 0.410 |"]

@@ -1,0 +1,59 @@
+"""The high-t x0 diagnostic of a training leg as a Markdown table (issue 21).
+
+Reads `bench train`'s x0_diagnostic.jsonl (diffae_bench/x0_diagnostic.py: mean |x0_hat - x0| in [0, 1]
+on 16 fixed test images noised at each t; with another image's code as a control where the model has
+one), after optional labelled starting rows (the same check run on the models the leg is compared
+with, each line with a "label"). results/legs/*/README.md quote it; tests/test_legs_table.py checks
+that they do.
+
+    python scripts/x0_table.py results/legs/<leg>/x0_diagnostic.jsonl --start results/legs/<leg>/x0_start.jsonl \
+        --images-before 133632
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def table(log: Path, start: Path | None = None, images_before: int = 0) -> str:
+    """Rows: each starting model (by label), then each check of the leg (images this leg and over all legs)."""
+    first, rows = (read_jsonl(start) if start else []), read_jsonl(log)
+    everything = first + rows
+    ts = list(everything[0]["x0_mae"])
+    other = any("x0_mae_other_z" in r for r in everything)
+    head = ["images (this leg)", "images in all"] + [f"t = {t}" for t in ts]
+    head += [f"t = {t}, another image's z" for t in ts] if other else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def values(r: dict) -> list[str]:
+        cells = [f"{r['x0_mae'][t]:.3f}" for t in ts]
+        if other:
+            cells += [f"{r['x0_mae_other_z'][t]:.3f}" if "x0_mae_other_z" in r else "-" for t in ts]
+        return cells
+
+    for r in first:
+        seen = r.get("images_seen_total")
+        lines.append("| " + " | ".join([r["label"], f"{seen:,}" if seen else "-"] + values(r)) + " |")
+    for r in rows:  # every diag_every steps, and at the leg's last step
+        lines.append("| " + " | ".join([f"{r['images_seen']:,}", f"{images_before + r['images_seen']:,}"]
+                                       + values(r)) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("log", type=Path, help="the leg's x0_diagnostic.jsonl")
+    ap.add_argument("--start", type=Path, default=None, help="labelled rows of the models it is compared with")
+    ap.add_argument("--images-before", type=int, default=0, help="images the model saw in the legs before this one")
+    a = ap.parse_args()
+    print(table(a.log, a.start, a.images_before))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """One model's issue-21 criteria metrics, side by side across versions of it (e.g. training legs).
 
-Each column is a label and a folder of records (searched recursively); the rows are the metrics the
+Each column is a label and a folder of records (searched recursively); the rows (by the records' model kind) are the metrics the
 issue-21 goals read (results/criteria.md) plus a few neighbours, each with its 95 % CI. It prints a
 Markdown table; results/legs/*/README.md quote it, and tests/test_legs_table.py checks that they do.
 
@@ -20,20 +20,45 @@ sys.path.insert(0, str(ROOT))
 from diffae_bench.records import record_rows  # noqa: E402
 from diffae_bench.reporting.tables import records_under  # noqa: E402
 
-# (task, metric, what it is for): the criteria's metrics for a Diff-AE model, then context
-ROWS = (
-    ("reconstruction", "ssim/T=100/xT=random", "F3: >= 0.5"),
-    ("reconstruction", "ssim/T=20/xT=inferred", "F2: Diff-AE side (vs DDIM's SSIM at T = 100)"),
-    ("reconstruction", "ssim/T=10/xT=inferred", ""),
-    ("reconstruction", "ssim/T=100/xT=inferred", ""),
-    ("z_usage", "gap/t=700", "z used at t = 700: CI excludes 0"),
-    ("z_usage", "gap/t=900", ""),
-    ("z_usage", "mean_gap", ""),
-    ("linear_probe", "mean_auroc/rep=z_sem", "F4: z_sem side (vs DDIM's inverted-x_T probe)"),
-    ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
-    ("sample_fid", "fd_cnn/T=100/z=prior", "samples"),
-    ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
-)
+# (task, metric, what it is for) by model kind: the metrics the issue-21 goals and the replacement rule
+# (results/legs pages) read for that kind, then context
+ROWS = {
+    "diffae": (
+        ("reconstruction", "ssim/T=100/xT=random", "F3: >= 0.5"),
+        ("reconstruction", "ssim/T=20/xT=inferred", "F2: Diff-AE side (vs DDIM's SSIM at T = 100)"),
+        ("reconstruction", "ssim/T=10/xT=inferred", ""),
+        ("reconstruction", "ssim/T=100/xT=inferred", ""),
+        ("z_usage", "gap/t=700", "z used at t = 700: CI excludes 0"),
+        ("z_usage", "gap/t=900", ""),
+        ("z_usage", "mean_gap", ""),
+        ("linear_probe", "mean_auroc/rep=z_sem", "F4: z_sem side (vs DDIM's inverted-x_T probe)"),
+        ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
+        ("sample_fid", "fd_cnn/T=100/z=prior", "samples"),
+        ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
+    ),
+    "ddim": (
+        ("reconstruction", "ssim/T=100/xT=inferred", "F2: DDIM side (vs Diff-AE's SSIM at T = 20)"),
+        ("reconstruction", "ssim/T=20/xT=inferred", ""),
+        ("linear_probe", "mean_auroc/rep=x_T", "F4: DDIM side (inverted x_T)"),
+        ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
+        ("sample_fid", "fd_cnn/T=100/z=prior", "samples: within 10x of the floor (shapes goal)"),
+        ("sample_fid", "corner_gap/T=100/z=prior", "samples' background vs the data's"),
+        ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
+        ("fake_detection", "auroc/T=50", "<= 0.9 (shapes goal)"),
+    ),
+    "dmz": (
+        ("linear_probe", "mean_auroc/rep=hard", "hard-bit probe: >= 0.9 (shapes goal)"),
+        ("linear_probe", "mean_auroc/rep=soft", ""),
+        ("reconstruction", "ssim/T=100/xT=random", "the code alone"),
+        ("reconstruction", "ssim/T=20/xT=inferred", ""),
+        ("z_usage", "gap/t=700", "z used at t = 700: CI above 0"),
+        ("z_usage", "gap/t=300", ""),
+        ("z_usage", "mean_gap", ""),
+        ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
+        ("sample_fid", "fd_cnn/T=100/z=prior", "samples"),
+        ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
+    ),
+}
 
 
 def load(folder: Path, model: str) -> dict[tuple[str, str], dict]:
@@ -61,9 +86,13 @@ def cell(m: dict | None) -> str:
 
 def table(model: str, columns: list[tuple[str, Path]]) -> str:
     found = [load(folder, model) for _, folder in columns]
+    kinds = {row["model_kind"] for f in found for row in f.values()}
+    if len(kinds) != 1 or not kinds <= set(ROWS):
+        raise SystemExit(f"{model}: the records give model kind(s) {sorted(kinds) or 'none'}; "
+                         f"one of {', '.join(ROWS)} is needed")
     lines = ["| task | metric | goal / use | " + " | ".join(label for label, _ in columns) + " |",
              "|---|---|---|" + "---|" * len(columns)]
-    for task, metric, use in ROWS:
+    for task, metric, use in ROWS[kinds.pop()]:
         lines.append(f"| {task} | {metric} | {use} | " + " | ".join(cell(f.get((task, metric))) for f in found) + " |")
     return "\n".join(lines)
 

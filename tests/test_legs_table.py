@@ -90,3 +90,24 @@ def test_x0_table_rows_follow_the_logs(tmp_path):
     assert "| t = 999, another image's z |" in text.splitlines()[0]
     assert text.splitlines()[2:] == ["| ref | 1,000 | 0.030 | 0.400 | - | - |",
                                      "| 32,000 | 32,000 | 0.030 | 0.400 | 0.050 | 0.410 |"]
+
+
+def test_leg_table_rows_follow_the_model_kind(tmp_path):
+    """Each kind gets its own criteria rows (DDIM: F2/F4's DDIM side, DMZ: the bit probes), read from the
+    records' model kind; records that name no known kind are refused."""
+    import json
+
+    import pytest
+
+    leg_table = _leg_table()
+    committed = ROOT / "results" / "records" / "mnist"
+    ddim = leg_table.table("ddim-small-mnist", [("c", committed)])
+    assert "| linear_probe | mean_auroc/rep=x_T |" in ddim and "rep=z_sem" not in ddim
+    dmz = leg_table.table("dmz-small-mnist", [("c", committed)])
+    assert "| linear_probe | mean_auroc/rep=hard |" in dmz and "xT=inferred | F2" not in dmz
+    src = ROOT / "results" / "legs" / "2026-11-27_cpu_diffae-small-mnist" / "records" / "leg2"
+    odd = json.loads((src / "z_usage__diffae-small-mnist__mnist.json").read_text())
+    odd["model"]["kind"] = "mystery"
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    with pytest.raises(SystemExit, match="model kind"):
+        leg_table.table("diffae-small-mnist", [("a", tmp_path)])

@@ -2,7 +2,8 @@
 
 Each column is a label and a folder of records (searched recursively); the rows, chosen by the
 records' model kind, are the metrics the issue-21 goals read (results/criteria.md) plus a few
-neighbours, each with its 95 % CI. It prints a Markdown table; results/legs/*/README.md quote it, and tests/test_legs_table.py checks that they do.
+neighbours, each with its 95 % CI. It prints a Markdown table; results/legs/*/README.md quote it,
+and tests/test_legs_table.py checks that they do.
 
     python scripts/leg_table.py diffae-small-mnist \
         "committed=results/records/mnist" "leg 1=results/legs/2026-11-27_cpu_diffae-small-mnist/records/leg1" ...

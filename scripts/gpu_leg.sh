@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Issue 21, part 2: one further training leg of the six references in ONE device call (no evaluation:
+# section 3 is measured on the CPU afterwards). All six train at once on the one GPU, each from the
+# weights in $INIT_FROM/<name> (diffae_bench/legs.py), and stop at an image total that is the same for
+# the three models of a data set (MNIST_IMAGES, SHAPES_IMAGES: over all legs, so the comparison between
+# Diff-AE, DDIM and DMZ stays at equal budgets); SECONDS is only a cap. A model that reaches its total
+# early frees the GPU for the others (they share it by time slicing).
+# Recipe of this leg (recorded per leg in each manifest): fp32 (on an H200 fp32 trained faster than the
+# bf16-cl fast step at these sizes: notes/gpu-2026-11-26 profile, 7,223 vs 6,593 img/s at batch 1024),
+# batch 1024 (the step is launch-bound below that), lr 4e-4 (leg 1's; below the sqrt-batch rule's 8e-4,
+# since this leg continues trained weights with a fresh Adam state and no warm-up).
+# Back in $OUT (8 files at most): model-<name>.tar x 6 (exports without the old latent file), logs.tar.gz.
+#
+#   device run:  INIT_FROM=.leg/init bash scripts/gpu_leg.sh     carry: .whl .refdata .leg    (timeout_s 590)
+#   smoke here:  SMOKE=1 PY=.venv/bin/python INIT_FROM=.leg/init bash scripts/gpu_leg.sh   (CPU, ~3 min)
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./gpu-out}"; mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
+PY="${PY:-python3}"
+SMOKE="${SMOKE:-0}"
+INIT_FROM="${INIT_FROM:?INIT_FROM=DIR holding <name>/checkpoint.safetensors for each of the six}"
+SECONDS_CAP="${SECONDS_CAP:-400}"           # training cap per model
+MNIST_IMAGES="${MNIST_IMAGES:-800000}"      # over all legs; the MNIST three start at 421,824
+SHAPES_IMAGES="${SHAPES_IMAGES:-540000}"    # over all legs; the shapes three start at 133,632-163,840
+BATCH="${BATCH:-1024}"; LR="${LR:-4e-4}"; MODE="${MODE:-fp32}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_leg.XXXXXX")"; LOGS="$WORK/logs"; mkdir -p "$LOGS"
+SUMMARY="$LOGS/summary.txt"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+export PYTHONUNBUFFERED=1
+DEV=cuda; COMMON=(--diag-every 100 --latent-steps 5000)
+if [ "$SMOKE" = "1" ]; then
+  DEV=cpu; export OMP_NUM_THREADS=1; SECONDS_CAP=15; BATCH=4; COMMON=(--diag-every 2 --latent-steps 10)
+  MNIST_IMAGES=421832; SHAPES_IMAGES=163848   # two steps of 4 for the models that start at the total
+fi
+START=$(date +%s)
+note "gpu_leg.sh $(date -u +%FT%TZ) smoke=$SMOKE device=$DEV cap=${SECONDS_CAP}s batch=$BATCH lr=$LR mode=$MODE mnist=$MNIST_IMAGES shapes=$SHAPES_IMAGES git=$(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
+if [ "$SMOKE" != "1" ] && ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! $PY -c "import diffae_bench.tasks" 2>/dev/null; then   # not installed there: tasks/ and baselines/ beside the package
+  cp -r tasks diffae_bench/tasks && cp -r baselines diffae_bench/baselines
+fi
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$SUMMARY"
+[ "$DEV" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee -a "$SUMMARY"
+
+leg() {  # leg DATASET IMAGES NAMES [--mnist-root DIR]
+  local data=$1 images=$2 names=$3; shift 3
+  timeout -k 10 $(( SECONDS_CAP + 150 )) $PY scripts/train_references.py --seconds "$SECONDS_CAP" --images "$images" \
+    --only "$names" --init-from "$INIT_FROM" --root "$WORK/runs-$data" --export "$WORK/export-$data" --device $DEV \
+    --numeric-mode "$MODE" --fallback-mode "$MODE" --batch-size "$BATCH" --lr "$LR" --logs "$LOGS" "${COMMON[@]}" "$@" \
+    > "$LOGS/leg-$data.log" 2>&1
+  echo "leg $data: exit $? after $(( $(date +%s) - START )) s" >> "$SUMMARY"
+}
+leg mnist "$MNIST_IMAGES" diffae-small-mnist,ddim-small-mnist,dmz-small-mnist --mnist-root .refdata/mnist &
+leg shapes "$SHAPES_IMAGES" diffae-small-shapes,ddim-small-shapes,dmz-small-shapes &
+wait
+cat "$SUMMARY"; cat "$LOGS"/leg-*.log | grep -vE '^\s*$' | tail -n 40
+for data in mnist shapes; do
+  for d in "$WORK"/runs-$data/*/; do
+    n=$(basename "$d"); cp "$d/x0_diagnostic.jsonl" "$LOGS/x0-$n.jsonl" 2>/dev/null; cp "$d/config.json" "$LOGS/config-$n.json" 2>/dev/null
+  done
+  cp "$WORK/export-$data/manifest.json" "$LOGS/manifest-$data.json" 2>/dev/null
+  for d in "$WORK"/export-$data/*/; do
+    [ -d "$d" ] && tar cf "$OUT/model-$(basename "$d").tar" -C "$WORK/export-$data" "$(basename "$d")"
+  done
+done
+tar czf "$OUT/logs.tar.gz" -C "$WORK" logs
+ls -la "$OUT"; note "total $(( $(date +%s) - START )) s"
+grep -hE '^\{"name"' "$LOGS"/train-*.log | cut -c1-300

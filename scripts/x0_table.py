@@ -8,6 +8,7 @@ that they do.
 
     python scripts/x0_table.py results/legs/<leg>/x0_diagnostic.jsonl --start results/legs/<leg>/x0_start.jsonl \
         --images-before 133632
+    python scripts/x0_table.py LEG3.jsonl LEG4.jsonl --images-before 421824 --first-leg 3   # consecutive legs
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def table(log: Path, start: Path | None = None, images_before: int = 0) -> str:
-    """Rows: each starting model (by label), then each check of the leg (images this leg and over all legs)."""
-    first, rows = (read_jsonl(start) if start else []), read_jsonl(log)
-    everything = first + rows
+def table(log: Path | list[Path], start: Path | None = None, images_before: int = 0, first_leg: int | None = None) -> str:
+    """Rows: each starting model (by label), then each check of the leg (images this leg and over all legs).
+
+    Several logs are consecutive legs of one model: each leg's images before it are the previous leg's
+    total (its last row is logged at its last step), and a first column names the leg (from first_leg).
+    """
+    logs = [Path(p) for p in log] if isinstance(log, (list, tuple)) else [Path(log)]
+    first = read_jsonl(start) if start else []
+    legs = [read_jsonl(p) for p in logs]
+    everything = first + [r for rows in legs for r in rows]
     ts = list(everything[0]["x0_mae"])
     other = any("x0_mae_other_z" in r for r in everything)
-    head = ["images (this leg)", "images in all"] + [f"t = {t}" for t in ts]
+    leg_col = len(logs) > 1 or first_leg is not None
+    head = (["leg"] if leg_col else []) + ["images (this leg)", "images in all"] + [f"t = {t}" for t in ts]
     head += [f"t = {t}, another image's z" for t in ts] if other else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -39,20 +47,26 @@ def table(log: Path, start: Path | None = None, images_before: int = 0) -> str:
 
     for r in first:
         seen = r.get("images_seen_total")
-        lines.append("| " + " | ".join([r["label"], f"{seen:,}" if seen else "-"] + values(r)) + " |")
-    for r in rows:  # every diag_every steps, and at the leg's last step
-        lines.append("| " + " | ".join([f"{r['images_seen']:,}", f"{images_before + r['images_seen']:,}"]
+        lines.append("| " + " | ".join((["-"] if leg_col else []) + [r["label"], f"{seen:,}" if seen else "-"]
                                        + values(r)) + " |")
+    before = images_before
+    for i, rows in enumerate(legs):
+        for r in rows:  # every diag_every steps, and at the leg's last step
+            lines.append("| " + " | ".join(([str((first_leg or 1) + i)] if leg_col else [])
+                                           + [f"{r['images_seen']:,}", f"{before + r['images_seen']:,}"]
+                                           + values(r)) + " |")
+        before += rows[-1]["images_seen"]
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("log", type=Path, help="the leg's x0_diagnostic.jsonl")
+    ap.add_argument("log", type=Path, nargs="+", help="the leg's x0_diagnostic.jsonl (several: consecutive legs)")
     ap.add_argument("--start", type=Path, default=None, help="labelled rows of the models it is compared with")
     ap.add_argument("--images-before", type=int, default=0, help="images the model saw in the legs before this one")
+    ap.add_argument("--first-leg", type=int, default=None, help="number of the first log's leg (adds a leg column)")
     a = ap.parse_args()
-    print(table(a.log, a.start, a.images_before))
+    print(table(a.log, a.start, a.images_before, a.first_leg))
 
 
 if __name__ == "__main__":

@@ -70,8 +70,10 @@ def test_leg_pages_quote_the_generated_x0_diagnostic_table():
               for b in X0_BLOCK.findall(page.read_text())]
     assert blocks, "no leg page quotes an x0 table"
     for page, spec, quoted in blocks:
-        log, start, before = [part.strip() for part in spec.split("|")]
-        assert quoted == x0_table.table(ROOT / log, ROOT / start, int(before)), \
+        log, start, before, *first_leg = [part.strip() for part in spec.split("|")]
+        logs = [ROOT / p.strip() for p in log.split(",")]
+        assert quoted == x0_table.table(logs, None if start == "-" else ROOT / start, int(before),
+                                        int(first_leg[0]) if first_leg else None), \
             f"{page}: regenerate with scripts/x0_table.py"
 
 
@@ -90,6 +92,21 @@ def test_x0_table_rows_follow_the_logs(tmp_path):
     assert "| t = 999, another image's z |" in text.splitlines()[0]
     assert text.splitlines()[2:] == ["| ref | 1,000 | 0.030 | 0.400 | - | - |",
                                      "| 32,000 | 32,000 | 0.030 | 0.400 | 0.050 | 0.410 |"]
+
+
+def test_x0_table_chains_consecutive_legs(tmp_path):
+    """Two logs of one model: the second leg's images in all start at the first leg's total (its last row),
+    and the leg column numbers them from first_leg."""
+    import json
+
+    leg3 = [{"step": 1, "images_seen": 1024, "x0_mae": {"300": 0.03}}, {"step": 2, "images_seen": 2048, "x0_mae": {"300": 0.02}}]
+    leg4 = [{"step": 1, "images_seen": 1024, "x0_mae": {"300": 0.01}}]
+    for name, rows in (("a.jsonl", leg3), ("b.jsonl", leg4)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = _script("x0_table").table([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], None, 10_000, 3)
+    assert text.splitlines()[0] == "| leg | images (this leg) | images in all | t = 300 |"
+    assert text.splitlines()[2:] == ["| 3 | 1,024 | 11,024 | 0.030 |", "| 3 | 2,048 | 12,048 | 0.020 |",
+                                     "| 4 | 1,024 | 13,072 | 0.010 |"]
 
 
 def test_leg_table_rows_follow_the_model_kind(tmp_path):

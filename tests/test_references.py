@@ -33,6 +33,26 @@ def test_manifest_matches_the_committed_files_and_models_load_on_cpu(name):
     assert next(model.parameters()).dtype.is_floating_point and model.image_shape == (3 if "shapes" in name else 1, 32, 32)
 
 
+def test_every_leaderboard_record_is_of_the_committed_model():
+    """A record under results/records that names a reference carries that committed model's fingerprint
+    (checkpoint sha256; with Diff-AE's latent file, the registry's combined one), so replacing a model
+    without re-evaluating it, or keeping a replaced model's records, fails here (issue 21)."""
+    from diffae_bench.references import ROOT
+
+    fingerprints = {name: load_model(MODELS_DIR / name, "cpu").checkpoint_sha256 for name, _, _ in REFERENCES}
+    checked = stale = 0
+    for path in sorted((ROOT / "results" / "records").rglob("*.json")):
+        model = json.loads(path.read_text()).get("model")
+        if not isinstance(model, dict) or model.get("label") not in fingerprints:
+            continue  # run.json and other files that are not task records
+        checked += 1
+        if model.get("checkpoint_sha256") != fingerprints[model["label"]]:
+            stale += 1
+            print(f"{path}: {model['label']} {str(model.get('checkpoint_sha256'))[:12]} != committed "
+                  f"{fingerprints[model['label']][:12]}")
+    assert checked >= 10 * len(REFERENCES) and stale == 0
+
+
 def test_moved_values_are_reported(tmp_path):
     data = DATASETS[0]
     shutil.copytree(CI_DIR / data, tmp_path / "new")

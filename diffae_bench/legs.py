@@ -65,7 +65,7 @@ def steps_to_total(images: int, before: int, batch_size: int) -> int:
     Models that are compared with each other are trained to the same total (issue 21), whatever each
     earlier leg's batch size was; a total that is not a whole number of batches is rounded up.
     """
-    if images - before < batch_size:
+    if images <= before:
         raise BenchError(f"a budget of {images} images: the model has seen {before} already; nothing to train")
     return -(-(images - before) // batch_size)
 

@@ -34,7 +34,7 @@ from .presets import PRESETS, TrainConfig
 from . import distributed as dist
 from .train_step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
                          make_optimizer, optimisation_step, step_setup)
-from .legs import leg_seed, start_leg, total_images
+from .legs import leg_seed, start_leg, steps_to_total, total_images
 from .provenance import machine
 from .x0_diagnostic import X0Diagnostic
 
@@ -64,6 +64,7 @@ class TrainOptions:
     accumulate: int = 1  # micro-batches per step (gradient accumulation): the global batch is batch_size either way
     workers: int = min(4, os.cpu_count() or 1)  # DataLoader workers decoding lazy data sets (image files) ahead; 0: in the step
     init_from: str | None = None  # a trained model (run dir, checkpoint, exported folder) whose EMA weights start this run: a new leg (legs.py)
+    images: int | None = None  # instead of steps: stop at this many images over all legs (init_from's count), in whole batches
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -73,7 +74,7 @@ def check_options(opts: TrainOptions) -> None:
     --ckpt-every 0 failed with a ZeroDivisionError at the first step.)
     """
     counts = {"--steps": opts.steps, "--ckpt-every": opts.ckpt_every, "--batch-size": opts.batch_size,
-              "--accumulate": opts.accumulate,
+              "--accumulate": opts.accumulate, "--images": opts.images,
               "--image-size": opts.image_size, "--train-limit": opts.train_limit}
     for flag, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -237,6 +238,9 @@ def train_autoencoder(opts: TrainOptions) -> dict:
     if opts.init_from is not None:  # a new leg: the weights (and the record of the legs) of a trained model
         meta.update(start_leg(opts.init_from, model, ema, meta))
         gen.manual_seed(leg_seed(opts.seed, meta))
+    # An image budget counts every leg, so models compared with each other end at equal totals (issue 21).
+    steps = opts.steps if opts.images is None else steps_to_total(opts.images, total_images({"legs": meta.get("legs")}),
+                                                                  batch_size)
     if ckpt.exists():
         tensors, old = load_checkpoint(ckpt)
         if _run_identity(old) != _run_identity(meta):
@@ -292,7 +296,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
 
     with device_flags(setup):
         summary = _optimise(loss_fn=loss_fn, params=params, opt=opt, ema=ema, online=model, ema_decay=tc.ema_decay,
-                            grad_clip=tc.grad_clip, start=start, steps=opts.steps, batch_size=batch_size,
+                            grad_clip=tc.grad_clip, start=start, steps=steps, batch_size=batch_size,
                             ckpt_every=opts.ckpt_every, save=save, desc=f"train {kind.name}/{preset.name}",
                             progress=opts.progress, log_every=log_every, max_seconds=opts.max_seconds,
                             diagnose=(lambda step: diag(ema, step, step * batch_size)) if diag else None,
@@ -316,6 +320,8 @@ def train_latent(opts: TrainOptions) -> dict:
     state under "ema.prior." / "online.prior." (older files: models' LEGACY_STATE_KEYS).
     """
     check_options(opts)
+    if opts.images is not None:
+        raise BenchError("an image budget counts the autoencoder's images; for the latent stage give --steps")
     device = resolve_device(opts.device)
     out = Path(opts.out)
     ckpt = out / CHECKPOINT

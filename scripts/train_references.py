@@ -35,18 +35,12 @@ NO_LIMIT = 10**9  # "train until the deadline"
 
 def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
     """One training run (the same TrainOptions `bench train` builds), stopped at its deadline or image budget."""
-    from diffae_bench.legs import images_before, steps_to_total
-    from diffae_bench.presets import PRESETS
     from diffae_bench.train import TrainOptions, train_autoencoder
 
     init_from = str(Path(a.init_from) / name) if a.init_from else None
-    batch_size = a.batch_size or PRESETS.get("small").train.batch_size
-    steps = NO_LIMIT
-    if a.images:  # an image budget over all legs (issue 21: equal budgets for models compared with each other)
-        steps = steps_to_total(a.images, images_before(init_from) if init_from else 0, batch_size)
-        print(f"{name}: {steps} steps of {batch_size} to reach {a.images} images over all legs", flush=True)
+    # --images: a budget over all legs (issue 21: equal budgets for models compared with each other)
     opts = TrainOptions(model=model, preset="small", dataset=dataset, data_root=a.mnist_root if dataset == "mnist" else None,
-                        image_size=IMAGE_SIZE, steps=steps, seed=SEED, out=str(Path(a.root) / name),
+                        image_size=IMAGE_SIZE, steps=NO_LIMIT, images=a.images, seed=SEED, out=str(Path(a.root) / name),
                         ckpt_every=a.ckpt_every, device=a.device, progress=False, numeric_mode=a.numeric_mode,
                         batch_size=a.batch_size, lr=a.lr, diag_every=a.diag_every, max_seconds=a.seconds,
                         init_from=init_from)

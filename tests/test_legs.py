@@ -60,6 +60,7 @@ def test_an_image_budget_over_all_legs_gives_the_steps_of_the_next_leg(trained_d
     assert steps_to_total(421_824, 638 * 256, 64) == 4039
     assert steps_to_total(421_824, 558 * 256, 64) == 4359
     assert steps_to_total(100, 0, 64) == 2  # not a whole number of batches: rounded up, never short of the budget
+    assert steps_to_total(170, 160, 32) == 1  # less than a batch left: one step, not "nothing to train"
     with pytest.raises(BenchError, match="has seen 160 already"):
         steps_to_total(160, 160, 32)
     export_run(trained_diffae["dir"], tmp_path / "leg1", name="leg1")
@@ -67,3 +68,9 @@ def test_an_image_budget_over_all_legs_gives_the_steps_of_the_next_leg(trained_d
     assert before == trained_diffae["step"] * 32
     leg2 = _leg(tmp_path / "run2", tmp_path / "leg1", steps=steps_to_total(before + 64, before, 32), ckpt_every=1)
     assert leg2["step"] == 2 and images_before(tmp_path / "run2") == before + 64
+    # The same budget as an option (bench train --images, scripts/train_references.py): the earlier legs count,
+    # and the option's steps (here the default) do not.
+    leg2b = _leg(tmp_path / "run2b", tmp_path / "leg1", images=before + 40, ckpt_every=1)
+    assert leg2b["step"] == 2 and images_before(tmp_path / "run2b") == before + 64  # 40 images: 2 batches of 32
+    with pytest.raises(BenchError, match="nothing to train"):
+        _leg(tmp_path / "run2c", tmp_path / "leg1", images=before)

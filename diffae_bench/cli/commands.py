@@ -70,7 +70,8 @@ def train(
     data_root: Optional[str] = typer.Option(None, help="folder holding the data set's files"),
     image_size: Optional[int] = typer.Option(None, help="training resolution (default: the preset's)"),
     steps: Optional[int] = typer.Option(None, help="optimisation steps (total; default 1000)"),
-    images: Optional[int] = typer.Option(None, help="alternatively: images to see (steps = images / batch size)"),
+    images: Optional[int] = typer.Option(None, help="alternatively: images to see over all legs (with --init-from the "
+                                                    "earlier legs count; rounded up to whole batches)"),
     batch_size: Optional[int] = typer.Option(None, help="default: the preset's"),
     lr: Optional[float] = typer.Option(None, help="learning rate (default: the preset's)"),
     seed: int = typer.Option(0),
@@ -100,7 +101,6 @@ def train(
     On CUDA the step runs GPU-resident (data, noise, fused Adam, loss read every
     --log-every steps); --numeric-mode bf16-cl [--compile] is the fast path.
     """
-    from ..presets import PRESETS
     from ..numerics import get_mode
     from ..train import TrainOptions, train_autoencoder, train_latent
 
@@ -112,19 +112,15 @@ def train(
         train_limit = limit if train_limit is None else train_limit
     if steps is not None and images is not None:
         raise BenchError("give --steps or --images, not both")
-    if images is not None:
-        if stage is Stage.latent:
-            raise BenchError("--images counts images; for the latent stage give --steps")
-        if images < 1:
-            raise BenchError(f"--images must be a positive integer, got {images}")
-        bs = batch_size or PRESETS.get(preset).train.batch_size
-        steps = -(-images // bs)
+    if images is not None and stage is Stage.latent:
+        raise BenchError("--images counts images; for the latent stage give --steps")
     opts = TrainOptions(model=kind, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
                         steps=1000 if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, out=out,
                         ckpt_every=ckpt_every, device=device, train_limit=train_limit, progress=progress_default(quiet),
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
                         log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
-                        accumulate=accumulate, init_from=init_from, **({} if workers is None else {"workers": workers}))
+                        accumulate=accumulate, init_from=init_from, images=images,
+                        **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     from ..x0_diagnostic import summary_lines
 

@@ -118,3 +118,40 @@ def test_reference_prose_quotes_the_leaderboard():
     ]
     missing = [q for q in quotes if q not in readme]
     assert not missing, missing
+
+
+def test_legs_prose_quotes_the_leg_records():
+    """The README's sentences on the training legs quote the records committed on the legs pages (and the
+    leaderboard for the committed models), not figures typed from memory."""
+    import json
+
+    import pandas as pd
+
+    board = pd.read_csv(ROOT / "results" / "leaderboard.csv")
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    legs = ROOT / "results" / "legs"
+
+    def rec(folder, task, model, key, part="value"):
+        record = json.loads((legs / folder / f"{task}__{model}__mnist.json").read_text())
+        return next(m[part] for m in record["metrics"] if m["key"] == key)
+
+    def committed(task, model, metric):
+        row = board[(board.task == task) & (board.model == model) & (board.metric == metric)]
+        assert len(row) == 1, (task, model, metric)
+        return float(row["value"].iloc[0])
+
+    eq, two = "2026-11-27_cpu_equal-budget-mnist/records/dmz", "2026-11-27_h200_two-legs/records"
+    dmz = "dmz-small-mnist"
+    ssim = lambda part: rec(f"{two}/diffae", "reconstruction", "diffae-small-mnist", "ssim/T=100/xT=random", part)
+    quotes = [
+        f"hard-bit probe {committed('linear_probe', dmz, 'mean_auroc/rep=hard'):.2f} -> "
+        f"{rec(eq, 'linear_probe', dmz, 'mean_auroc/rep=hard'):.2f}, z gap at t = 700 "
+        f"{committed('z_usage', dmz, 'gap/t=700'):.3f} -> {rec(eq, 'z_usage', dmz, 'gap/t=700'):.2f}",
+        f"(fd_cnn at T = 20 {committed('sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f} -> "
+        f"{rec(eq, 'sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f})",
+        f"random-x_T SSIM reaches {ssim('value'):.3f} [{ssim('ci_low'):.3f}, {ssim('ci_high'):.3f}]",
+        f"drift further (fd_cnn {rec(f'{two}/dmz', 'sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f}), while its decoder "
+        f"on real codes scores {rec(f'{two}/dmz', 'sample_fid', dmz, 'fd_cnn/T=20/z=autoencoding'):.1f}",
+    ]
+    missing = [q for q in quotes if q not in readme]
+    assert not missing, missing

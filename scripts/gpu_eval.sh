@@ -7,14 +7,9 @@ set -uo pipefail
 OUT=${OUT:-./gpu-out}
 PY=${PY:-python3}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-# Not installed there: lay tasks/ and baselines/ where the installed package has them.
-[ -e diffae_bench/tasks ] || cp -r tasks diffae_bench/tasks
-[ -e diffae_bench/baselines ] || cp -r baselines diffae_bench/baselines
+. scripts/gpu_env.sh
+gpu_wheels "$PY" || exit 3
+gpu_checkout "$PY"
 $PY -c "import torch, sklearn, scipy, pandas, typer, safetensors, tqdm, torch_fidelity, lpips, filelock, skimage; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 3
 nvidia-smi -L 2>/dev/null
 rm -rf results/records

@@ -34,14 +34,9 @@ if [ "$SMOKE" = "1" ]; then
 fi
 START=$(date +%s)
 note "gpu_leg.sh $(date -u +%FT%TZ) smoke=$SMOKE device=$DEV cap=${SECONDS_CAP}s batch=$BATCH lr=$LR mode=$MODE mnist=$MNIST_IMAGES shapes=$SHAPES_IMAGES git=$(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
-if [ "$SMOKE" != "1" ] && ls .whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if ! $PY -c "import diffae_bench.tasks" 2>/dev/null; then   # not installed there: tasks/ and baselines/ beside the package
-  cp -r tasks diffae_bench/tasks && cp -r baselines diffae_bench/baselines
-fi
+. scripts/gpu_env.sh
+[ "$SMOKE" = "1" ] || gpu_wheels "$PY" || note "the carried wheels did not install"
+gpu_checkout "$PY"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$SUMMARY"
 [ "$DEV" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee -a "$SUMMARY"
 

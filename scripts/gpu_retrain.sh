@@ -53,15 +53,9 @@ fi
 
 note "gpu_retrain.sh $(date -u +%FT%TZ) smoke=$SMOKE device=$DEV budget=${BUDGET_S}s git=$(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
 # 0. packages: torch-fidelity and lpips travel as wheels (not in that machine's image)
-if [ "$SMOKE" != "1" ] && ls .whl/*.whl >/dev/null 2>&1; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# Not installed there: lay tasks/ and baselines/ where the installed package has them.
-if ! $PY -c "import diffae_bench.tasks" 2>/dev/null; then
-  cp -r tasks diffae_bench/tasks && cp -r baselines diffae_bench/baselines
-fi
+. scripts/gpu_env.sh
+[ "$SMOKE" = "1" ] || gpu_wheels "$PY" || note "the carried wheels did not install"
+gpu_checkout "$PY"
 $PY -c "import torch, sklearn, scipy, pandas, typer, safetensors, tqdm, torch_fidelity, lpips, skimage
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$SUMMARY"
 [ "$DEV" = cuda ] && { nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>&1 | tee -a "$SUMMARY"; }

@@ -30,13 +30,18 @@ export PYTHONUNBUFFERED=1
 DEV=cuda; COMMON=(--diag-every 100 --latent-steps 5000)
 if [ "$SMOKE" = "1" ]; then
   DEV=cpu; export OMP_NUM_THREADS=1; SECONDS_CAP=15; BATCH=4; COMMON=(--diag-every 2 --latent-steps 10)
-  MNIST_IMAGES=421832; SHAPES_IMAGES=163848   # two steps of 4 for the models that start at the total
 fi
 START=$(date +%s)
 note "gpu_leg.sh $(date -u +%FT%TZ) smoke=$SMOKE device=$DEV cap=${SECONDS_CAP}s batch=$BATCH lr=$LR mode=$MODE mnist=$MNIST_IMAGES shapes=$SHAPES_IMAGES git=$(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
 . scripts/gpu_env.sh
 [ "$SMOKE" = "1" ] || gpu_wheels "$PY" || note "the carried wheels did not install"
 gpu_checkout "$PY"
+if [ "$SMOKE" = "1" ]; then  # two steps of 4 past the furthest-trained model of each data set in $INIT_FROM
+  smoke_total() { $PY -c "from diffae_bench.legs import images_before as b
+print(max(b('$INIT_FROM/' + m + '-small-$1') for m in ('diffae', 'ddim', 'dmz')) + 8)"; }
+  MNIST_IMAGES=$(smoke_total mnist); SHAPES_IMAGES=$(smoke_total shapes)
+  note "smoke targets: mnist=$MNIST_IMAGES shapes=$SHAPES_IMAGES"
+fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$SUMMARY"
 [ "$DEV" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv 2>&1 | tee -a "$SUMMARY"
 

@@ -41,7 +41,7 @@ def new_records(name: str, folders: list[Path]) -> dict[str, list[Path]]:
                 found["figures"].append(path)
                 continue
             record = json.loads(path.read_text())
-            found.setdefault(record["task"]["name"] if isinstance(record["task"], dict) else record["task"], []).append(path)
+            found.setdefault(record["task"]["name"], []).append(path)
     return found
 
 

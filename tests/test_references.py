@@ -15,7 +15,7 @@ import pytest
 
 from diffae_bench.checkpoint import file_sha256
 from diffae_bench.models import load_model
-from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, REFERENCES, check,
+from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, REFERENCES, ROOT, check,
                                      exact_baseline, moved, numerics_id)
 
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
@@ -37,8 +37,6 @@ def test_every_leaderboard_record_is_of_the_committed_model():
     """A record under results/records that names a reference carries that committed model's fingerprint
     (checkpoint sha256; with Diff-AE's latent file, the registry's combined one), so replacing a model
     without re-evaluating it, or keeping a replaced model's records, fails here (issue 21)."""
-    from diffae_bench.references import ROOT
-
     fingerprints = {name: load_model(MODELS_DIR / name, "cpu").checkpoint_sha256 for name, _, _ in REFERENCES}
     checked = stale = 0
     for path in sorted((ROOT / "results" / "records").rglob("*.json")):

@@ -169,6 +169,7 @@ class BitPrior(LatentPrior):
     """
 
     uses_T_latent = False  # bits are drawn directly: no latent sampler, no steps
+    modes = PRIORS  # the paper's Bernoulli(0.5) first (the default), then PROTOCOL's two alternatives
 
     def __init__(self, n_bits: int, mode: str = "bernoulli"):
         super().__init__()

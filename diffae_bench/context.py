@@ -29,6 +29,8 @@ from .data import ImageDataset, load_dataset
 from .errors import DataError
 from .models.base import DiffusionAutoencoder
 
+PRIOR_TRAIN_CODES = 10_000  # training images whose codes a data-derived prior (prior.uses_train_codes) draws from
+
 
 ROWS_PER_WRITE = 1024  # cached_rows: rows computed between cache writes (an interrupted run keeps what it finished)
 
@@ -306,8 +308,20 @@ class EvalContext:
         prior = self.model.prior
         if prior is None or not prior.uses_train_codes:
             return 0, None
-        n = self.n_images("train", 10_000)
+        n = self.n_images("train", PRIOR_TRAIN_CODES)
         return n, self.z("train", n)
+
+    @property
+    def prior_modes(self) -> tuple[str, ...]:
+        """The sampling choices the model's latent prior offers (models/priors.py); () without a prior or a choice."""
+        prior = self.model.prior
+        return tuple(prior.modes) if prior is not None else ()
+
+    def sampling_with(self, mode: str):
+        """A block in which samples() and sample_codes() draw codes with the prior's `mode` (keyed by it in the cache)."""
+        if not self.prior_modes:
+            raise DataError(f"the {self.model.kind} model's prior offers no sampling modes")
+        return self.model.prior.sampling_with(mode)
 
     def sample_codes(self, n: int, T_latent: int, generator: rng.Generator = None) -> torch.Tensor:
         """n codes from the model's latent prior (not cached), on the CPU."""

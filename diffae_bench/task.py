@@ -118,7 +118,7 @@ class Task:
 # Built-ins are listed like plugins (diffae_bench.registry); other packages add
 # tasks through the "diffae_bench.tasks" entry-point group (each loads a Task class).
 BUILTIN_TASKS = ("attribute_manipulation", "disentanglement", "fake_detection", "fewshot_fid", "interpolation",
-                 "linear_probe", "memorization", "reconstruction", "sample_fid", "z_usage")
+                 "linear_probe", "memorization", "prior_fid", "reconstruction", "sample_fid", "z_usage")
 TASKS: Registry[type[Task]] = Registry("task", group="diffae_bench.tasks", builtins={
     name: f"diffae_bench.tasks.{name}:TASK" for name in BUILTIN_TASKS})
 

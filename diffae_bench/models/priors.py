@@ -8,6 +8,8 @@ A prior is an nn.Module (its state travels in the model's checkpoint) with
   trainable                    True: `bench train --stage latent` fits it (generic trainer, train.py)
   uses_train_codes             True: sample() needs encode() of the training split (passed by the context)
   uses_T_latent                True (default): sample()'s draws depend on T_latent
+  modes, sampling_with(mode)   the sampling choices a prior offers (() for one fixed prior), and a
+                               block that samples with one of them (the prior_fid task compares them)
 
 Diff-AE's prior is the latent DDIM below; the DMZ-style model's priors
 (Bernoulli(0.5), empirical bit frequencies, re-used codes) live with it in
@@ -15,6 +17,8 @@ baselines/dmz.py; the DDIM baseline has none.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +36,24 @@ class LatentPrior(nn.Module):
     uses_train_codes: bool = False  # sample() needs the training codes
     uses_T_latent: bool = True  # sample()'s draws depend on T_latent (a latent sampler's steps); False lets
     #                             the samples cache share them between tasks that ask for different T_latent
+    modes: tuple[str, ...] = ()  # the sampling choices (`mode`) this prior offers; () = one fixed prior
+
+    @contextlib.contextmanager
+    def sampling_with(self, mode: str):
+        """Inside the block sample() uses `mode`; the prior's own mode is restored after, even on error.
+
+        A mode is a sampling choice, not part of the trained model (PROTOCOL's alternative DMZ priors),
+        and describe() reports it, so the samples cache and records see which one drew each sample.
+        """
+        if mode not in self.modes:
+            offered = ", ".join(self.modes) or "none"
+            raise BenchError(f"the {type(self).__name__} prior has no sampling mode {mode!r} (offers: {offered})")
+        own = self.mode
+        self.mode = mode
+        try:
+            yield self
+        finally:
+            self.mode = own
 
     def fit(self, codes: torch.Tensor) -> None:
         """Statistics of the training codes, set before training (default: nothing)."""

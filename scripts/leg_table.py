@@ -7,11 +7,13 @@ and tests/test_legs_table.py checks that they do.
 
     python scripts/leg_table.py diffae-small-mnist \
         "committed=results/records/mnist" "leg 1=results/legs/2026-11-27_cpu_diffae-small-mnist/records/leg1" ...
+    python scripts/leg_table.py --rewrite results/legs/<page>/README.md    # every block, from its comment
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -55,8 +57,13 @@ ROWS = {
         ("z_usage", "gap/t=700", "z used at t = 700: CI above 0"),
         ("z_usage", "gap/t=300", ""),
         ("z_usage", "mean_gap", ""),
-        ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
+        ("sample_fid", "fd_cnn/T=20/z=prior", "samples, Bernoulli(0.5) bits (main table)"),
         ("sample_fid", "fd_cnn/T=100/z=prior", "samples"),
+        ("sample_fid", "fd_cnn/T=20/z=autoencoding", "the decoder on real test codes (rule v3's DMZ clause)"),
+        ("prior_fid", "fd_cnn/T=20/prior=empirical", "samples, bits at the training codes' frequencies"),
+        ("prior_fid", "fd_cnn/T=20/prior=codes", "samples, re-used training codes"),
+        ("prior_fid", "bit_balance", "mean abs(p - 1/2) over the training codes' bits"),
+        ("prior_fid", "bit_dependence", "mean abs(correlation) between pairs of bits"),
         ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
     ),
 }
@@ -98,12 +105,31 @@ def table(model: str, columns: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
+BLOCK = re.compile(r"(<!-- leg-table: (.+?) -->\n)(.*?)(\n<!-- leg-table:end -->)", re.S)
+
+
+def rewrite(page: Path) -> int:
+    """Regenerate every leg-table block of a page from the arguments in its comment; the number of blocks."""
+    def block(m: re.Match) -> str:
+        model, *columns = [part.strip() for part in m.group(2).split("|")]
+        return m.group(1) + table(model, [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns]) + m.group(4)
+
+    text, n = BLOCK.subn(block, page.read_text())
+    page.write_text(text)
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("model", help="the records' model label, e.g. diffae-small-mnist")
-    ap.add_argument("columns", nargs="+", help="LABEL=FOLDER of records")
+    ap.add_argument("model", nargs="?", help="the records' model label, e.g. diffae-small-mnist")
+    ap.add_argument("columns", nargs="*", help="LABEL=FOLDER of records")
+    ap.add_argument("--rewrite", type=Path, action="append", default=[],
+                    help="regenerate the leg-table blocks of this page in place (from their comments)")
     a = ap.parse_args()
-    print(table(a.model, [(c.split("=", 1)[0], Path(c.split("=", 1)[1])) for c in a.columns]))
+    for page in a.rewrite:
+        print(f"{page}: {rewrite(page)} table(s) regenerated")
+    if a.model:
+        print(table(a.model, [(c.split("=", 1)[0], Path(c.split("=", 1)[1])) for c in a.columns]))
 
 
 if __name__ == "__main__":

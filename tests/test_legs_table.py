@@ -128,3 +128,15 @@ def test_leg_table_rows_follow_the_model_kind(tmp_path):
     (tmp_path / "odd.json").write_text(json.dumps(odd))
     with pytest.raises(SystemExit, match="model kind"):
         leg_table.table("diffae-small-mnist", [("a", tmp_path)])
+
+
+def test_rewrite_regenerates_a_stale_block_and_leaves_the_prose(tmp_path):
+    leg_table = _leg_table()
+    folder = "results/legs/2026-11-27_cpu_diffae-small-mnist/records/leg2"
+    page = tmp_path / "README.md"
+    page.write_text(f"prose before\n<!-- leg-table: diffae-small-mnist | leg 2={folder} -->\n| stale |\n"
+                    "<!-- leg-table:end -->\nprose after\n")
+    assert leg_table.rewrite(page) == 1
+    text = page.read_text()
+    assert "| stale |" not in text and text.startswith("prose before\n") and text.endswith("prose after\n")
+    assert leg_table.table("diffae-small-mnist", [("leg 2", ROOT / folder)]) in text

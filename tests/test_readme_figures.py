@@ -98,13 +98,18 @@ def test_reference_prose_quotes_the_leaderboard():
         f"{z('diffae-small-shapes', 'gap/t=300', '.2f')} / {z('diffae-small-shapes', 'gap/t=700', '.3f')} / "
         f"{z('diffae-small-shapes', 'mean_gap', '.2f')} for Diff-AE on shapes and {z('diffae-small-mnist', 'gap/t=300', '.2f')} / "
         f"{z('diffae-small-mnist', 'gap/t=700', '.2f')} / {z('diffae-small-mnist', 'mean_gap', '.2f')} on MNIST",
-        f"(mean gap {z('dmz-small-shapes', 'mean_gap', '.4f')} and {z('dmz-small-mnist', 'mean_gap', '.3f')})",
+        f"(mean gap {z('dmz-small-shapes', 'mean_gap', '.4f')}; it predates",
+        f"the MNIST one uses it (mean gap {z('dmz-small-mnist', 'mean_gap', '.3f')})",
         f"puts Diff-AE first on shapes ({ci('sample_fid', 'diffae-small-shapes', 'fd_cnn/T=100/z=prior', '.0f')} vs DDIM "
         f"{ci('sample_fid', 'ddim-small-shapes', 'fd_cnn/T=100/z=prior', '.0f')})",
         f"({ci('sample_fid', 'diffae-small-mnist', 'fd_cnn/T=100/z=prior', '.1f')} vs "
         f"{ci('sample_fid', 'ddim-small-mnist', 'fd_cnn/T=100/z=prior', '.1f')})",
-        f"hard bits probe poorly (mean AUROC {v('linear_probe', 'dmz-small-shapes', 'mean_auroc/rep=hard', '.2f')}; "
+        f"where it uses them (mean AUROC {v('linear_probe', 'dmz-small-shapes', 'mean_auroc/rep=hard', '.2f')}; "
         f"{v('linear_probe', 'dmz-small-mnist', 'mean_auroc/rep=hard', '.2f')})",
+        f"only with PU labels (PU's CI [{v('fewshot_fid', 'dmz-small-mnist', 'fd_cnn/attr=digit_1/method=pu', '.0f', 'ci_low')}, "
+        f"{v('fewshot_fid', 'dmz-small-mnist', 'fd_cnn/attr=digit_1/method=pu', '.0f', 'ci_high')}]); the binary classifier's "
+        f"CI is wide ([{v('fewshot_fid', 'dmz-small-mnist', 'fd_cnn/attr=digit_1/method=binary', '.0f', 'ci_low')}, "
+        f"{v('fewshot_fid', 'dmz-small-mnist', 'fd_cnn/attr=digit_1/method=binary', '.0f', 'ci_high')}])",
         "(binary {}, PU {}, naive {}, unconditional {})".format(*(
             v("fewshot_fid", "dmz-small-mnist", f"fd_cnn/attr=digit_1/method={m}", ".0f")
             for m in ("binary", "pu", "naive", "unconditional"))),
@@ -135,6 +140,12 @@ def test_legs_prose_quotes_the_leg_records():
         record = json.loads((legs / folder / f"{task}__{model}__mnist.json").read_text())
         return next(m[part] for m in record["metrics"] if m["key"] == key)
 
+    def replaced(task, model, key):
+        """The MNIST reference that the 960k models replaced: its one record, archived on the two-legs page."""
+        found = list((legs / two / "replaced-references").rglob(f"{task}__{model}__mnist.json"))
+        assert len(found) == 1, (task, model, found)
+        return next(m["value"] for m in json.loads(found[0].read_text())["metrics"] if m["key"] == key)
+
     def committed(task, model, metric):
         row = board[(board.task == task) & (board.model == model) & (board.metric == metric)]
         assert len(row) == 1, (task, model, metric)
@@ -142,16 +153,26 @@ def test_legs_prose_quotes_the_leg_records():
 
     eq, two = "2026-11-27_cpu_equal-budget-mnist/records/dmz", "2026-11-27_h200_two-legs/records"
     dmz = "dmz-small-mnist"
+    prior = lambda key: committed("prior_fid", dmz, key)  # the 960k model, the MNIST reference since the replacement
+    old_prior = lambda key: replaced("prior_fid", dmz, key)
     ssim = lambda part: rec(f"{two}/diffae", "reconstruction", "diffae-small-mnist", "ssim/T=100/xT=random", part)
     quotes = [
-        f"hard-bit probe {committed('linear_probe', dmz, 'mean_auroc/rep=hard'):.2f} -> "
+        f"hard-bit probe {replaced('linear_probe', dmz, 'mean_auroc/rep=hard'):.2f} -> "
         f"{rec(eq, 'linear_probe', dmz, 'mean_auroc/rep=hard'):.2f}, z gap at t = 700 "
-        f"{committed('z_usage', dmz, 'gap/t=700'):.3f} -> {rec(eq, 'z_usage', dmz, 'gap/t=700'):.2f}",
-        f"(fd_cnn at T = 20 {committed('sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f} -> "
+        f"{replaced('z_usage', dmz, 'gap/t=700'):.3f} -> {rec(eq, 'z_usage', dmz, 'gap/t=700'):.2f}",
+        f"(fd_cnn at T = 20 {replaced('sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f} -> "
         f"{rec(eq, 'sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f})",
         f"random-x_T SSIM reaches {ssim('value'):.3f} [{ssim('ci_low'):.3f}, {ssim('ci_high'):.3f}]",
         f"drift further (fd_cnn {rec(f'{two}/dmz', 'sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f}), while its decoder "
         f"on real codes scores {rec(f'{two}/dmz', 'sample_fid', dmz, 'fd_cnn/T=20/z=autoencoding'):.1f}",
+        f"balanced (mean abs(p - 1/2) {prior('bit_balance'):.3f}) but correlated (mean abs(correlation) "
+        f"{prior('bit_dependence'):.2f})",
+        f"at the codes' own frequencies (fd_cnn {prior('fd_cnn/T=20/prior=empirical'):.1f}), miss the data, while "
+        f"re-used training codes score {prior('fd_cnn/T=20/prior=codes'):.1f}",
+        "the three priors scored {:.1f} / {:.1f} / {:.1f}".format(
+            *(old_prior(f"fd_cnn/T=20/prior={p}") for p in ("bernoulli", "empirical", "codes"))),
+        # The 960k records on the page are the leaderboard's (the replacement copied them).
+        f"drift further (fd_cnn {committed('sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f})",
     ]
     missing = [q for q in quotes if q not in readme]
     assert not missing, missing

@@ -120,6 +120,10 @@ def test_reference_prose_quotes_the_leaderboard():
         f"D {v('disentanglement', 'dmz-small-shapes', 'dci_disentanglement/rep=soft', '.3f')}",
         f"`edit_success` {v('attribute_manipulation', 'diffae-small-shapes', 'edit_success/T=10', '.2f')} / "
         f"{v('attribute_manipulation', 'diffae-small-shapes', 'edit_success/T=20', '.2f')} at T = 10 / 20",
+        f"(`edit_success` {v('attribute_manipulation', 'diffae-small-mnist', 'edit_success/T=10', '.3f')} / "
+        f"{v('attribute_manipulation', 'diffae-small-mnist', 'edit_success/T=20', '.3f')};",
+        f"succeed in {v('attribute_manipulation', 'dmz-small-mnist', 'edit_success/T=10', '.3g')} / "
+        f"{v('attribute_manipulation', 'dmz-small-mnist', 'edit_success/T=20', '.3g')} of edits",
     ]
     missing = [q for q in quotes if q not in readme]
     assert not missing, missing

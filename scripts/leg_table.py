@@ -105,14 +105,17 @@ def table(model: str, columns: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
-BLOCK = re.compile(r"(<!-- leg-table: (.+?) -->\n)(.*?)(\n<!-- leg-table:end -->)", re.S)
+# A block: its comment, then anything up to its end marker that is not another block's comment (so an
+# empty block, the comment directly above its end marker, never swallows the next block).
+BLOCK = re.compile(r"<!-- leg-table: (.+?) -->\n((?:(?!<!-- leg-table).)*?)<!-- leg-table:end -->", re.S)
 
 
 def rewrite(page: Path) -> int:
     """Regenerate every leg-table block of a page from the arguments in its comment; the number of blocks."""
     def block(m: re.Match) -> str:
-        model, *columns = [part.strip() for part in m.group(2).split("|")]
-        return m.group(1) + table(model, [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns]) + m.group(4)
+        model, *columns = [part.strip() for part in m.group(1).split("|")]
+        body = table(model, [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns])
+        return f"<!-- leg-table: {m.group(1)} -->\n{body}\n<!-- leg-table:end -->"
 
     text, n = BLOCK.subn(block, page.read_text())
     page.write_text(text)

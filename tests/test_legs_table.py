@@ -134,9 +134,13 @@ def test_rewrite_regenerates_a_stale_block_and_leaves_the_prose(tmp_path):
     leg_table = _leg_table()
     folder = "results/legs/2026-11-27_cpu_diffae-small-mnist/records/leg2"
     page = tmp_path / "README.md"
+    empty = f"<!-- leg-table: diffae-small-mnist | again={folder} -->\n<!-- leg-table:end -->\n"
     page.write_text(f"prose before\n<!-- leg-table: diffae-small-mnist | leg 2={folder} -->\n| stale |\n"
-                    "<!-- leg-table:end -->\nprose after\n")
-    assert leg_table.rewrite(page) == 1
+                    f"<!-- leg-table:end -->\nprose between\n{empty}prose after\n")
+    assert leg_table.rewrite(page) == 2  # an empty block is filled, and does not swallow its neighbour
     text = page.read_text()
     assert "| stale |" not in text and text.startswith("prose before\n") and text.endswith("prose after\n")
+    assert "\nprose between\n<!-- leg-table: diffae-small-mnist | again=" in text
     assert leg_table.table("diffae-small-mnist", [("leg 2", ROOT / folder)]) in text
+    assert leg_table.table("diffae-small-mnist", [("again", ROOT / folder)]) in text
+    assert leg_table.rewrite(page) == 2 and page.read_text() == text  # idempotent

@@ -157,6 +157,11 @@ def test_legs_prose_quotes_the_leg_records():
 
     eq, two = "2026-11-27_cpu_equal-budget-mnist/records/dmz", "2026-11-27_h200_two-legs/records"
     dmz = "dmz-small-mnist"
+    shapes_record = json.loads((legs / two / "shapes-ddim" / "sample_fid__ddim-small-shapes__shapes.json").read_text())
+    shapes_ddim = lambda key: next(m["value"] for m in shapes_record["metrics"] if m["key"] == key)
+    shapes_row = board[(board.task == "sample_fid") & (board.model == "ddim-small-shapes")
+                       & (board.metric == "fd_cnn/T=20/z=prior")]
+    shapes_ref = lambda part: float(shapes_row[part].iloc[0])
     prior = lambda key: committed("prior_fid", dmz, key)  # the 960k model, the MNIST reference since the replacement
     old_prior = lambda key: replaced("prior_fid", dmz, key)
     ssim = lambda part: rec(f"{two}/diffae", "reconstruction", "diffae-small-mnist", "ssim/T=100/xT=random", part)
@@ -175,6 +180,10 @@ def test_legs_prose_quotes_the_leg_records():
         f"re-used training codes score {prior('fd_cnn/T=20/prior=codes'):.1f}",
         "the three priors scored {:.1f} / {:.1f} / {:.1f}".format(
             *(old_prior(f"fd_cnn/T=20/prior={p}") for p in ("bernoulli", "empirical", "codes"))),
+        # shapes: the ~700k DDIM's record on the page against the leaderboard's (still the reference).
+        "(fd_cnn at T = 20 {:.1f} against the reference's {:.1f} [{:.1f}, {:.1f}])".format(
+            shapes_ddim("fd_cnn/T=20/z=prior"), *(shapes_ref(p) for p in ("value", "ci_low", "ci_high"))),
+        f"still grey (corner gap {shapes_ddim('corner_gap/T=100/z=prior'):.2f};",
         # The 960k records on the page are the leaderboard's (the replacement copied them).
         f"drift further (fd_cnn {committed('sample_fid', dmz, 'fd_cnn/T=20/z=prior'):.1f})",
     ]

@@ -65,6 +65,8 @@ class TrainOptions:
     workers: int = min(4, os.cpu_count() or 1)  # DataLoader workers decoding lazy data sets (image files) ahead; 0: in the step
     init_from: str | None = None  # a trained model (run dir, checkpoint, exported folder) whose EMA weights start this run: a new leg (legs.py)
     images: int | None = None  # instead of steps: stop at this many images over all legs (init_from's count), in whole batches
+    warmup_steps: int = 0  # linear lr warm-up from 0 over this run's first N steps; 0: none. A new leg (init_from)
+    #                        starts Adam afresh, whose first steps move every weight by about lr (a bump in the x0 log)
 
 
 def check_options(opts: TrainOptions) -> None:
@@ -75,6 +77,7 @@ def check_options(opts: TrainOptions) -> None:
     """
     counts = {"--steps": opts.steps, "--ckpt-every": opts.ckpt_every, "--batch-size": opts.batch_size,
               "--accumulate": opts.accumulate, "--images": opts.images,
+              "--warmup-steps": opts.warmup_steps or None,
               "--image-size": opts.image_size, "--train-limit": opts.train_limit}
     for flag, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -120,12 +123,13 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
               start: int, steps: int, batch_size: int, ckpt_every: int,
               save: Callable[[int, float], None], desc: str, progress: bool, log_every: int = 1,
               max_seconds: float | None = None, diagnose: Callable[[int], None] | None = None,
-              diag_every: int = 0) -> dict:
+              diag_every: int = 0, lr_at: Callable[[int], float] | None = None) -> dict:
     """The loop shared by both stages. Returns a summary (steps, losses, speed).
 
     The loss is read on the host every `log_every` steps and before every
     checkpoint (LossLog: the same running average and first bad step as a
     per-step read), so a NaN stops the run before anything is saved.
+    lr_at(step): the learning rate of 0-based step `step` (a warm-up), set before it; None: the optimiser's own.
     """
     if log_every < 1:
         raise BenchError(f"log_every must be >= 1, got {log_every}")
@@ -144,6 +148,9 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
     try:
         with _StopFlag() as flag:
             while step < steps and not flag.stop and not out_of_time:
+                if lr_at is not None:
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(step)  # a Python float: no host sync, no recompilation
                 log.add(step + 1, optimisation_step(loss_fn, params, opt, ema, online, ema_decay, grad_clip, step))
                 step += 1
                 out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
@@ -175,7 +182,8 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
 def _run_identity(meta: dict) -> dict:
     """What must match for a run directory to be resumed rather than refused."""
     keys = ("model", "model_config", "dataset", "seed", "batch_size", "lr", "init_from")
-    return {k: meta.get(k) for k in keys}
+    # warmup_steps: 0 where a run predates the option, so those runs still resume
+    return {**{k: meta.get(k) for k in keys}, "warmup_steps": meta.get("warmup_steps") or 0}
 
 
 def _dataset_meta(data, opts: TrainOptions) -> dict:
@@ -183,11 +191,19 @@ def _dataset_meta(data, opts: TrainOptions) -> dict:
             "content_hash": data.content_hash(), "root": opts.data_root, "limit": opts.train_limit, "meta": data.meta}
 
 
-def _recipe_change(batch_size: int, lr: float, tc: TrainConfig) -> str | None:
+def _recipe_change(batch_size: int, lr: float, tc: TrainConfig, warmup_steps: int = 0) -> str | None:
     """How the optimisation recipe differs from the preset's (None: it does not), for the manifest."""
     parts = [f"{name} {mine:g} (preset {theirs:g})" for name, mine, theirs in
              (("batch_size", batch_size, tc.batch_size), ("lr", lr, tc.lr)) if mine != theirs]
+    parts += [f"lr warm-up over the first {warmup_steps} steps (preset: none)"] if warmup_steps else []
     return ", ".join(parts) or None
+
+
+def warmup_lr(lr: float, warmup_steps: int) -> Callable[[int], float] | None:
+    """Linear warm-up: step k (0-based) trains at lr * (k + 1) / warmup_steps until it reaches lr; None for 0."""
+    if not warmup_steps:
+        return None
+    return lambda step: lr * min(1.0, (step + 1) / warmup_steps)
 
 
 def train_autoencoder(opts: TrainOptions) -> dict:
@@ -218,7 +234,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
                 "torch_threads": torch.get_num_threads()}
     meta = {"model": kind.name, "model_config": to_jsonable(model.cfg), "preset": preset.name,
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
-            "recipe_change": _recipe_change(batch_size, lr, tc),
+            "recipe_change": _recipe_change(batch_size, lr, tc, opts.warmup_steps), "warmup_steps": opts.warmup_steps,
             "train": to_jsonable(tc), "stage": "autoencoder", "numerics": numerics,
             # How the global batch (batch_size) was computed; not part of the run identity, so a run
             # may be resumed with another number of processes (every rank holds the same generator).
@@ -300,7 +316,7 @@ def train_autoencoder(opts: TrainOptions) -> dict:
                             ckpt_every=opts.ckpt_every, save=save, desc=f"train {kind.name}/{preset.name}",
                             progress=opts.progress, log_every=log_every, max_seconds=opts.max_seconds,
                             diagnose=(lambda step: diag(ema, step, step * batch_size)) if diag else None,
-                            diag_every=opts.diag_every)
+                            diag_every=opts.diag_every, lr_at=warmup_lr(lr, opts.warmup_steps))
     x0_check = diag.last if diag else None
     return {**summary, "out": str(out), "checkpoint": str(ckpt), "batch_size": batch_size, "x0_diagnostic": x0_check}
 
@@ -322,6 +338,8 @@ def train_latent(opts: TrainOptions) -> dict:
     check_options(opts)
     if opts.images is not None:
         raise BenchError("an image budget counts the autoencoder's images; for the latent stage give --steps")
+    if opts.warmup_steps:
+        raise BenchError("--warmup-steps warms up the autoencoder's learning rate; the latent stage has none")
     device = resolve_device(opts.device)
     out = Path(opts.out)
     ckpt = out / CHECKPOINT

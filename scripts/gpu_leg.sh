@@ -23,6 +23,7 @@ SECONDS_CAP="${SECONDS_CAP:-400}"           # training cap per model
 MNIST_IMAGES="${MNIST_IMAGES:-800000}"      # over all legs; the MNIST three start at 421,824
 SHAPES_IMAGES="${SHAPES_IMAGES:-540000}"    # over all legs; the shapes three start at 133,632-163,840
 BATCH="${BATCH:-1024}"; LR="${LR:-4e-4}"; MODE="${MODE:-fp32}"
+WARMUP="${WARMUP:-0}"                       # lr warm-up steps at the leg's start (fresh Adam); 0: none (legs 1-4)
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_leg.XXXXXX")"; LOGS="$WORK/logs"; mkdir -p "$LOGS"
 SUMMARY="$LOGS/summary.txt"
 note() { echo "$*" | tee -a "$SUMMARY"; }
@@ -49,7 +50,7 @@ leg() {  # leg DATASET IMAGES NAMES [--mnist-root DIR]
   local data=$1 images=$2 names=$3; shift 3
   timeout -k 10 $(( SECONDS_CAP + ${LEG_SLACK:-150} )) $PY scripts/train_references.py --seconds "$SECONDS_CAP" --images "$images" \
     --only "$names" --init-from "$INIT_FROM" --root "$WORK/runs-$data" --export "$WORK/export-$data" --device $DEV \
-    --numeric-mode "$MODE" --fallback-mode "$MODE" --batch-size "$BATCH" --lr "$LR" --logs "$LOGS" "${COMMON[@]}" "$@" \
+    --numeric-mode "$MODE" --fallback-mode "$MODE" --batch-size "$BATCH" --lr "$LR" --warmup-steps "$WARMUP" --logs "$LOGS" "${COMMON[@]}" "$@" \
     >> "$LOGS/leg-$data.log" 2>&1
   echo "leg $data: exit $? after $(( $(date +%s) - START )) s" >> "$SUMMARY"
 }

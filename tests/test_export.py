@@ -35,3 +35,13 @@ def test_export_is_small_loadable_and_described(trained_diffae, tmp_path):
     update_manifest(tmp_path / "manifest.json", entry)
     update_manifest(tmp_path / "manifest.json", entry)  # replaces, never duplicates
     assert list(json.loads((tmp_path / "manifest.json").read_text())["models"]) == ["diffae-tiny"]
+
+
+def test_train_commands_carry_the_warmup_and_the_leg():
+    from diffae_bench.export import train_commands
+
+    opts = {"model": "ddim", "preset": "small", "dataset": "shapes", "seed": 0, "batch_size": 1024, "lr": 4e-4,
+            "warmup_steps": 50, "init_from": "prev/ddim-small-shapes"}
+    cmd = train_commands({"options": opts}, 500, None, "runs/x")[0]
+    assert "--warmup-steps 50" in cmd and "--init-from prev/ddim-small-shapes" in cmd and "--lr 0.0004" in cmd
+    assert "--warmup-steps" not in train_commands({"options": {**opts, "warmup_steps": 0}}, 500, None, "runs/x")[0]

@@ -12,7 +12,7 @@ import torch
 from diffae_bench.checkpoint import load_checkpoint, save_checkpoint
 from diffae_bench.data import load_dataset
 from diffae_bench.models.diffae import DiffAE
-from diffae_bench.errors import CheckpointError, TrainingDiverged
+from diffae_bench.errors import BenchError, CheckpointError, TrainingDiverged
 from diffae_bench.models import load_model
 from diffae_bench.train import TrainOptions, train_autoencoder
 
@@ -148,3 +148,38 @@ def test_train_cli_writes_config_and_checkpoint(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "diffae" and cfg["dataset"]["name"] == "shapes" and cfg["dataset"]["n_images"] == 16
     assert (out / "checkpoint.safetensors").is_file()
+
+
+def test_warmup_lr_is_linear_to_lr_then_flat():
+    from diffae_bench.train import warmup_lr
+
+    assert warmup_lr(1e-3, 0) is None  # no warm-up: the optimiser's own lr, untouched
+    at = warmup_lr(1e-3, 4)
+    assert [at(k) for k in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    from diffae_bench.train import _run_identity
+
+    # a run saved before the option existed resumes as a run without warm-up
+    assert _run_identity({"lr": 1e-3}) == _run_identity({"lr": 1e-3, "warmup_steps": 0})
+
+
+@pytest.mark.slow  # trains
+def test_warmup_sets_each_steps_lr_is_recorded_and_is_part_of_the_run(tmp_path):
+    """3 steps of a 4-step warm-up end at 3/4 of lr (the optimiser state saved after step 3); the manifest's
+    recipe says so; resuming with another warm-up is refused; the latent stage refuses one."""
+    from diffae_bench.train import train_latent
+
+    lr = 1e-3
+    train_autoencoder(_opts(tmp_path, steps=3, lr=lr, warmup_steps=4, ckpt_every=3))
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert [g["lr"] for g in meta["optim_groups"]] == pytest.approx([0.75 * lr])
+    assert meta["warmup_steps"] == 4 and "lr warm-up over the first 4 steps" in meta["recipe_change"]
+    with pytest.raises(CheckpointError, match="differs in warmup_steps"):
+        train_autoencoder(_opts(tmp_path, steps=4, lr=lr, warmup_steps=8))
+    train_autoencoder(_opts(tmp_path, out=str(tmp_path / "flat"), steps=3, lr=lr, ckpt_every=3))
+    _, flat = load_checkpoint(tmp_path / "flat" / "checkpoint.safetensors")
+    assert [g["lr"] for g in flat["optim_groups"]] == pytest.approx([lr])  # without warm-up: lr from step 1
+    assert flat["warmup_steps"] == 0 and "warm-up" not in flat["recipe_change"]
+    with pytest.raises(BenchError, match="latent stage has none"):
+        train_latent(_opts(tmp_path, steps=2, warmup_steps=4))
+    with pytest.raises(BenchError, match="--warmup-steps must be a positive integer"):
+        train_autoencoder(_opts(tmp_path, out=str(tmp_path / "neg"), steps=2, warmup_steps=-1))

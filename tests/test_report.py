@@ -153,3 +153,18 @@ def test_the_page_renders_in_headless_chromium(tmp_path, page):
     grey = np.asarray(Image.open(shot).convert("L"))
     assert section_tops(shot)[0] < 400  # the first section's rule drawn near the top
     assert (grey < 250).mean() > 0.05  # tables and figures painted, not a blank page
+
+
+def test_section_tops_finds_thin_rules_not_dark_image_bands(tmp_path):
+    """A section's 2-px rule is found; a tall band of black-background image grids (MNIST) is not one."""
+    import numpy as np
+    from PIL import Image
+
+    from diffae_bench.reporting.report_check import section_tops
+
+    page = np.full((600, 400), 255, np.uint8)
+    page[50:52] = 40  # the first section's rule
+    page[200:320, 10:] = 0  # an image grid: dark across 97 % of the width, but 120 px tall
+    page[400:402] = 40  # the second section's rule
+    Image.fromarray(page).save(tmp_path / "shot.png")
+    assert section_tops(tmp_path / "shot.png") == [50, 400]

@@ -107,7 +107,7 @@ def dump_dom(browser: str, page: Path, timeout: float = 180) -> str:
     return _run(browser, ["--dump-dom", Path(page).resolve().as_uri()], timeout).stdout.decode("utf-8", "replace")
 
 
-def screenshot(browser: str, page: Path, out_png: Path, width: int = 1400, height: int = 16000,
+def screenshot(browser: str, page: Path, out_png: Path, width: int = 1400, height: int = 40000,
                timeout: float = 300) -> Path:
     """A screenshot of the page's top `height` pixels at `width` (a tall window: the whole page)."""
     out_png = Path(out_png).resolve()
@@ -115,11 +115,22 @@ def screenshot(browser: str, page: Path, out_png: Path, width: int = 1400, heigh
     return out_png
 
 
-def section_tops(png: Path, min_dark_fraction: float = 0.8) -> list[int]:
-    """y of each data-set section's top rule (a dark line across the page) in a screenshot of a report."""
+def section_tops(png: Path, min_dark_fraction: float = 0.9, max_rule_px: int = 4) -> list[int]:
+    """y of each data-set section's top rule in a screenshot of a report.
+
+    The rule is a thin dark line across the page (the section's 2-px border). Image grids of
+    black-background data (MNIST) give dark rows too, but in bands taller than a rule and with the
+    label column and gaps light: runs of dark rows taller than max_rule_px are not rules.
+    """
     import numpy as np
     from PIL import Image
 
     grey = np.asarray(Image.open(png).convert("L"))
     rows = np.where((grey < 100).mean(1) > min_dark_fraction)[0]
-    return [int(y) for i, y in enumerate(rows) if i == 0 or y > rows[i - 1] + 1]
+    runs: list[list[int]] = []
+    for y in rows:
+        if runs and y == runs[-1][1] + 1:
+            runs[-1][1] = int(y)
+        else:
+            runs.append([int(y), int(y)])
+    return [a for a, b in runs if b - a + 1 <= max_rule_px]

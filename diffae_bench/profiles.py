@@ -20,6 +20,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     # 180 steps per row); every n is cut by 2-5x, so CIs widen by about sqrt of that.
     "quick": {
         "sample_fid": {"n_samples": 200, "T": (10, 20, 50)},
+        "prior_fid": {"n_samples": 200},  # sample_fid's n, so its Bernoulli row is sample_fid's z=prior row (cached)
         "fake_detection": {"n_per_class": 200},  # the same 200 samples per T as sample_fid, read from the cache
         "linear_probe": {"n_train": 500, "n_test": 300},
         "reconstruction": {"n_images": 40, "T": (10, 20, 50)},

@@ -23,6 +23,11 @@ def test_quick_profile_shrinks_each_listed_field_and_names_only_real_tasks_and_f
             assert getattr(quick[task], name) == value
     assert quick["sample_fid"].n_samples < default["sample_fid"].n_samples
     assert max(quick["reconstruction"].T) < max(default["reconstruction"].T)
+    # prior_fid's rows compare with sample_fid's at the same n and T, in the quick profile as by default
+    for cfgs in (default, quick):
+        assert cfgs["prior_fid"].n_samples == cfgs["sample_fid"].n_samples
+        assert set(cfgs["prior_fid"].T) <= set(cfgs["sample_fid"].T)
+        assert cfgs["prior_fid"].T_latent == cfgs["sample_fid"].T_latent
 
 
 def test_set_overrides_the_profile_and_the_config_hash_tells_the_two_apart():

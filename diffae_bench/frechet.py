@@ -344,6 +344,15 @@ def features_distance_ci(fa: torch.Tensor, fb: torch.Tensor, *, n_boot: int = 20
     return (max(0.0, 2 * fd - q_hi), 2 * fd - q_lo)
 
 
+def add_sample_distances(result, spaces, images: torch.Tensor, real: dict, *, batch_size: int, n_boot: int,
+                         seed: int, n: int, **params) -> None:
+    """Into result (a TaskResult): each space's Frechet distance of `images` to `real[space.metric]` (the real
+    images' features), with the bootstrap CI over the generated images, keyed by the space's metric and params."""
+    for space in spaces:
+        fake = extract(space, images, batch_size)
+        ci = features_distance_ci(fake, real[space.metric], n_boot=n_boot, seed=seed)
+        result.add(space.metric, features_distance(fake, real[space.metric]), ci, n=n, **params)
+
 def frechet_distance_eig(fa: torch.Tensor, fb: torch.Tensor) -> float:
     """The Frechet distance by the eigenvalue identity of features_distance_ci (for its test)."""
     a, sb = statistics(fa), statistics(fb)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diffae_bench.context import PRIOR_TRAIN_CODES
-from diffae_bench.frechet import FeatureNetConfig, extract, feature_spaces, features_distance, features_distance_ci
+from diffae_bench.frechet import FeatureNetConfig, add_sample_distances, feature_spaces
 from diffae_bench.stats import percentile_ci, resample_indices
 from diffae_bench.task import Metric, Task, TaskResult
 
@@ -120,10 +120,8 @@ class PriorFID(Task):
                 with ctx.sampling_with(mode):  # the mode is in the samples' cache key (model.describe)
                     images = ctx.samples(n, T, cfg.T_latent)
                 grid.setdefault(mode, images[:cfg.grid_images])
-                for space in spaces:
-                    fake = extract(space, images, ctx.batch_size)
-                    ci = features_distance_ci(fake, real[space.metric], n_boot=cfg.n_boot, seed=ctx.seed)
-                    res.add(space.metric, features_distance(fake, real[space.metric]), ci, n=n, T=T, prior=mode)
+                add_sample_distances(res, spaces, images, real, batch_size=ctx.batch_size, n_boot=cfg.n_boot,
+                                     seed=ctx.seed, n=n, T=T, prior=mode)
         res.extra["prior_modes"] = list(modes)
         res.extra["departures"] = [f"{n} samples vs {n} training images (paper: 50k)",
                                    f"data-derived priors read encode() of the first {n_codes} training images"]

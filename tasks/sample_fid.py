@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diffae_bench.frechet import FeatureNetConfig, extract, feature_spaces, features_distance, features_distance_ci
+from diffae_bench.frechet import (FeatureNetConfig, add_sample_distances, feature_spaces, features_distance,
+                                  features_distance_ci)
 from diffae_bench.metrics import abs_ci, corner_means
 from diffae_bench.stats import mean_ci
 from diffae_bench.task import Metric, Task, TaskResult
@@ -93,10 +94,8 @@ class SampleFID(Task):
                           else ctx.reconstruction("test", n, T, "random"))
                 gap = corner_means(images).numpy() - real_corner
                 res.add("corner_gap", abs(float(gap.mean())), abs_ci(mean_ci(gap, seed=ctx.seed)), n=n, T=T, z=row)
-                for space in spaces:
-                    fake = extract(space, images, ctx.batch_size)
-                    ci = features_distance_ci(fake, real[space.metric], n_boot=cfg.n_boot, seed=ctx.seed)
-                    res.add(space.metric, features_distance(fake, real[space.metric]), ci, n=n, T=T, z=row)
+                add_sample_distances(res, spaces, images, real, batch_size=ctx.batch_size, n_boot=cfg.n_boot,
+                                     seed=ctx.seed, n=n, T=T, z=row)
         res.extra["departures"] = [f"{n} samples vs {n} training images (paper: 50k)",
                                    f"latent DDIM with T_latent = {cfg.T_latent}"]
         return res

@@ -64,6 +64,7 @@ ROWS = {
         ("prior_fid", "fd_cnn/T=20/prior=codes", "samples, re-used training codes"),
         ("prior_fid", "bit_balance", "mean abs(p - 1/2) over the training codes' bits"),
         ("prior_fid", "bit_dependence", "mean abs(correlation) between pairs of bits"),
+        ("prior_fid", "dead_bits", "fraction of bits that never change"),
         ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
     ),
 }

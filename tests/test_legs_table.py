@@ -144,3 +144,51 @@ def test_rewrite_regenerates_a_stale_block_and_leaves_the_prose(tmp_path):
     assert leg_table.table("diffae-small-mnist", [("leg 2", ROOT / folder)]) in text
     assert leg_table.table("diffae-small-mnist", [("again", ROOT / folder)]) in text
     assert leg_table.rewrite(page) == 2 and page.read_text() == text  # idempotent
+
+
+def test_two_legs_verdict_prose_quotes_its_records():
+    """The two-legs page's sentences on prior_fid and on the shapes verdict quote the records on the page (and,
+    for the committed shapes references, the leaderboard), not figures typed from memory."""
+    import json
+
+    import pandas as pd
+
+    page = ROOT / "results" / "legs" / "2026-11-27_h200_two-legs"
+    text = " ".join((page / "README.md").read_text().split())
+    board = pd.read_csv(ROOT / "results" / "leaderboard.csv")
+
+    def rec(folder, task, model, key, part="value"):
+        found = list((page / "records" / folder).rglob(f"{task}__{model}__*.json"))
+        assert len(found) == 1, (folder, task, model, found)
+        return next(m[part] for m in json.loads(found[0].read_text())["metrics"] if m["key"] == key)
+
+    def ref(task, model, key, part="value"):
+        row = board[(board.task == task) & (board.model == model) & (board.metric == key)]
+        assert len(row) == 1, (task, model, key)
+        return float(row[part].iloc[0])
+
+    old, new = "replaced-references", "dmz"
+    prior = lambda folder, p: rec(folder, "prior_fid", "dmz-small-mnist", f"fd_cnn/T=20/prior={p}")
+    ddim = lambda key, part="value": rec("shapes-ddim", "sample_fid", "ddim-small-shapes", key, part)
+    fd20, fd100 = "fd_cnn/T=20/z=prior", "fd_cnn/T=100/z=prior"
+    dmz_s = lambda task, key: rec("shapes-dmz", task, "dmz-small-shapes", key)
+    quotes = [
+        "the same ({:.1f} / {:.1f} / {:.1f}, overlapping CIs)".format(*(prior(old, p) for p in ("bernoulli", "empirical", "codes"))),
+        f"give the same distance ({prior(new, 'bernoulli'):.1f}, {prior(new, 'empirical'):.1f})",
+        f"closes the gap ({prior(new, 'codes'):.2f})",
+        f"`fd_cnn/T=20/z=prior` {ddim(fd20):.1f} [{ddim(fd20, 'ci_low'):.1f}, {ddim(fd20, 'ci_high'):.1f}] > "
+        f"{ref('sample_fid', 'ddim-small-shapes', fd20, 'ci_high'):.1f}",
+        f"`fd_cnn/T=100/z=prior` {ddim(fd100):.1f} [{ddim(fd100, 'ci_low'):.1f}, {ddim(fd100, 'ci_high'):.1f}] > "
+        f"{ref('sample_fid', 'ddim-small-shapes', fd100, 'ci_high'):.1f}",
+        f"SSIM at T = 20 {rec('shapes-diffae', 'reconstruction', 'diffae-small-shapes', 'ssim/T=20/xT=inferred'):.3f} < "
+        f"{ref('reconstruction', 'diffae-small-shapes', 'ssim/T=20/xT=inferred', 'ci_low'):.3f}",
+        f"z_sem probe {rec('shapes-diffae', 'linear_probe', 'diffae-small-shapes', 'mean_auroc/rep=z_sem'):.3f} < "
+        f"{ref('linear_probe', 'diffae-small-shapes', 'mean_auroc/rep=z_sem', 'ci_low'):.3f}",
+        f"bit balance from {ref('prior_fid', 'dmz-small-shapes', 'bit_balance'):.3f} to {dmz_s('prior_fid', 'bit_balance'):.3f}",
+        f"mean z_usage gap {ref('z_usage', 'dmz-small-shapes', 'mean_gap'):.4f} -> {dmz_s('z_usage', 'mean_gap'):.3f}",
+        "(Bernoulli {:.0f}, empirical {:.0f}, re-used codes {:.0f}; the reference's {:.0f} / {:.0f} / {:.0f})".format(
+            *(dmz_s("prior_fid", f"fd_cnn/T=20/prior={p}") for p in ("bernoulli", "empirical", "codes")),
+            *(ref("prior_fid", "dmz-small-shapes", f"fd_cnn/T=20/prior={p}") for p in ("bernoulli", "empirical", "codes"))),
+    ]
+    missing = [q for q in quotes if q not in text]
+    assert not missing, missing

@@ -36,7 +36,8 @@ class LatentPrior(nn.Module):
     uses_train_codes: bool = False  # sample() needs the training codes
     uses_T_latent: bool = True  # sample()'s draws depend on T_latent (a latent sampler's steps); False lets
     #                             the samples cache share them between tasks that ask for different T_latent
-    modes: tuple[str, ...] = ()  # the sampling choices (`mode`) this prior offers; () = one fixed prior
+    modes: tuple[str, ...] = ()  # the sampling choices this prior offers; () = one fixed prior
+    mode: str | None = None  # the choice sample() uses now; a prior with modes sets it (BitPrior: a checked property)
 
     @contextlib.contextmanager
     def sampling_with(self, mode: str):

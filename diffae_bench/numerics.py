@@ -21,8 +21,9 @@ perf` showed it faster (APPROVED), on CUDA only: a CPU default must not
 depend on the CPU kind (AVX2-only machines run bf16 20-60x slower on reference
 kernels, AVX-512-BF16 ones natively), so every CPU defaults to fp32
 (`default_modes`). `numerics_fingerprint` names what else decides a number's
-exact bits (device, CPU kernel family, torch): records carry it, and exact
-reproduction is only expected between runs with the same fingerprint.
+exact bits (device, CPU kernel family, numpy's BLAS kernels, torch): records
+carry it, and exact reproduction is only expected between runs with the same
+fingerprint.
 """
 
 from __future__ import annotations
@@ -136,6 +137,26 @@ def cpu_capability() -> str:
         return "unknown"
 
 
+@functools.lru_cache(maxsize=1)
+def blas_kernels() -> str:
+    """numpy's BLAS and the kernel family it dispatched to at load time: "openblas-SkylakeX" (honours OPENBLAS_CORETYPE).
+
+    OpenBLAS picks its kernels by CPU model, not by ATen's kernel family: two AVX-512 EPYC
+    machines of this project, both "AVX512" to ATen, ran the reference subset's probes with
+    different OpenBLAS kernels (Haswell and SkylakeX), and a few-label AUROC differed by 3e-4.
+    """
+    try:
+        import numpy.linalg  # noqa: F401  (loads numpy's BLAS, so threadpoolctl sees it)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    blas = sorted((i for i in threadpool_info() if i.get("user_api") == "blas"),
+                  key=lambda i: "numpy" not in str(i.get("filepath", "")))  # numpy's own first (scipy may ship another)
+    if not blas:
+        return "unknown"
+    return f"{blas[0].get('internal_api')}-{blas[0].get('architecture') or 'unknown'}"
+
+
 def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
     """What decides the exact bits of a number besides code and data (issue 13).
 
@@ -148,6 +169,7 @@ def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
     fp = {"device_type": device.type,
           "cpu_capability": cpu_capability() if device.type == "cpu" else None,
           "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+          "blas": blas_kernels(),  # the probes, Frechet distances and other numpy / scipy linear algebra
           "torch": torch.__version__,
           "numeric_mode": numeric_mode}
     fp["id"] = fingerprint_id(fp)
@@ -155,9 +177,13 @@ def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
 
 
 def fingerprint_id(fp: dict) -> str:
-    """A short readable id of a numerics fingerprint: "cpu-AVX512-torch2.14.1-fp32"."""
+    """A short readable id of a numerics fingerprint: "cpu-AVX512-openblas-SkylakeX-torch2.14.1-fp32".
+
+    Records made before the BLAS was fingerprinted (2026-11-27) have none: "cpu-AVX512-torch2.14.1-fp32".
+    """
     kind = fp["cpu_capability"] if fp["device_type"] == "cpu" else (fp.get("cuda_device") or "").replace(" ", "_")
-    return f"{fp['device_type']}-{kind}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
+    blas = f"-{fp['blas']}" if fp.get("blas") else ""
+    return f"{fp['device_type']}-{kind}{blas}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
 
 
 def parse_modes(spec: str, device: torch.device | str) -> PathModes:

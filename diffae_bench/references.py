@@ -13,6 +13,9 @@ committed models on a fresh cache, prints the tables and gates the numbers in tw
   round differently, so across machines only the statistical gate applies.
 `--cpu-kernels avx2` runs the subset with ATen's and oneDNN's AVX2 kernels
 (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), so one machine checks both kernel families.
+Each lane also pins OpenBLAS's kernels (numpy / scipy: the probes, Frechet distances) to its
+family's (OPENBLAS_CORE): OpenBLAS picks them by CPU model, so two machines that ATen calls
+"AVX512" may otherwise run different ones.
 After a deliberate change of meaning (task version bump): `python -m diffae_bench.references
 regenerate` rewrites results/ci and the exact baselines for this machine's kernel families.
 """
@@ -34,6 +37,10 @@ CI_DIR = ROOT / "results" / "ci"
 EXACT_DIR = CI_DIR / "exact"  # <numerics fingerprint id>.json: {data: {value key: value}}
 # The CPU kernel families a machine can be told to use; "native" = whatever it has.
 CPU_KERNELS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+# OpenBLAS's kernels per ATen kernel family (OPENBLAS_CORETYPE), pinned in every lane: the 2026-11-27
+# AVX-512 baseline reproduces with OpenBLAS's Haswell kernels, and the next AVX-512 EPYC machine's
+# OpenBLAS chose SkylakeX, which moved a few-label AUROC by 3e-4 (before linear_probe v3 made ties robust).
+OPENBLAS_CORE = {"AVX512": "SkylakeX", "AVX2": "Haswell"}
 REFERENCES = [(f"{model}-small-{data}", model, data) for data in ("shapes", "mnist") for model in ("diffae", "ddim", "dmz")]
 DATASETS = ("shapes", "mnist")
 
@@ -60,11 +67,24 @@ def subset_args(dataset: str, out: Path, cache_dir: Path | None = None, quiet: b
     return args + (["--quiet"] if quiet else [])
 
 
+def lane_env(kernels: str) -> dict[str, str]:
+    """The environment a lane adds: ATen's / oneDNN's kernel family and, on x86, OpenBLAS's matching kernels."""
+    import platform
+
+    from .numerics import cpu_capability
+
+    env = dict(CPU_KERNELS[kernels])
+    family = "AVX2" if kernels == "avx2" else cpu_capability()
+    if family in OPENBLAS_CORE and platform.machine().lower() in ("x86_64", "amd64"):
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE[family]
+    return env
+
+
 def _bench(args: list[str], kernels: str = "native") -> int:
     """`bench ARGS` in a fresh interpreter with the given CPU kernels (its output goes to ours); its exit code."""
     import subprocess
 
-    env = {**os.environ, **CPU_KERNELS[kernels]}
+    env = {**os.environ, **lane_env(kernels)}
     return subprocess.run([sys.executable, "-m", "diffae_bench.cli", *args], cwd=ROOT, env=env).returncode
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -47,12 +48,27 @@ class LinearProbeConfig:
     C: float = 1.0  # inverse L2 strength (scikit-learn's default)
 
 
+# Decimals the probe's test logits are rounded to before the sigmoid (v3). Binary codes (DMZ hard
+# bits) have twin bits, equal on every training image, whose weights come out exactly equal; two test
+# images that differ only in which twin is set then score equal in exact arithmetic, yet summation
+# order splits them by an ulp, one way or the other depending on the BLAS kernels (OpenBLAS picks them
+# by CPU). Ranked, such a split moves AUROC: the reference subset's few-label hard-bit AUROC read
+# 0.66428 with OpenBLAS's Haswell kernels, 0.66399 with SkylakeX and 0.66425 with Prescott. Rounded,
+# those ties stay ties (credited 1/2, as exact arithmetic would) on every kernel: 0.66417 on all five
+# tried. 1e-10 is ~4 orders above the splits (~1e-14) and far below the gaps between distinct scores.
+PROBE_LOGIT_DECIMALS = 10
+
+
 def fit_probe(train_X: np.ndarray, train_y: np.ndarray, test_X: np.ndarray, *, C: float = 1.0,
               max_iter: int = 2000) -> np.ndarray:
-    """Pure core: standardise with training statistics, fit logistic regression, P(y=1) on the test set."""
+    """Pure core: standardise with training statistics, fit logistic regression, P(y=1) on the test set.
+
+    P(y=1) is the sigmoid of the decision value (what predict_proba returns for two classes),
+    rounded to PROBE_LOGIT_DECIMALS first so that equal scores stay equal on every BLAS.
+    """
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
     clf.fit(train_X, train_y)
-    return clf.predict_proba(test_X)[:, 1]
+    return expit(np.round(clf.decision_function(test_X), PROBE_LOGIT_DECIMALS))
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -95,7 +111,9 @@ def few_label_indices(y: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
 
 class LinearProbe(Task):
     name = "linear_probe"
-    version = 2  # 2: few-label draws seeded per (seed, attribute, k, draw), no longer one stream across representations
+    # 2: few-label draws seeded per (seed, attribute, k, draw), no longer one stream across representations
+    # 3: test logits rounded (PROBE_LOGIT_DECIMALS): exact ties between binary codes' scores no longer depend on the BLAS
+    version = 3
     Config = LinearProbeConfig
     needs_attributes = True
     min_images = 20  # of train and of test: fewer leave attributes with one class

@@ -150,3 +150,68 @@ def test_abs_ci_covers_the_absolute_value():
     assert abs_ci((-0.2, 0.1)) == (0.0, 0.2)
     assert abs_ci((0.1, 0.3)) == (0.1, 0.3)
     assert abs_ci((-0.3, -0.1)) == (0.1, 0.3)
+
+
+def test_fit_probe_is_sklearns_probability_with_logits_rounded():
+    """fit_probe = predict_proba's P(y=1) (independent reference) up to the 1e-10 logit rounding (v3)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(4)
+    X, X_te = rng.normal(size=(200, 8)), rng.normal(size=(100, 8))
+    y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
+    ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y).predict_proba(X_te)[:, 1]
+    assert np.abs(fit_probe(X, y, X_te) - ref).max() < 1e-10
+
+
+def test_probe_scores_equal_in_exact_arithmetic_tie_and_count_half():
+    """Twin bits (equal on every training image) get equal weights, so a code and the same code with its twins
+    swapped score equal in exact arithmetic. Summed in another order they differ by an ulp (predict_proba splits
+    2 of these 40 pairs here); fit_probe must keep every pair tied, so AUROC credits each pair 1/2."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, (6, 64)).astype(float)
+    y = np.array([1, 1, 1, 0, 0, 0])
+    X[:, 0] = X[:, 63] = y  # twin label bits, at both ends of the sum
+    codes = rng.integers(0, 2, (40, 64)).astype(float)
+    swapped = codes.copy()
+    swapped[:, 0], swapped[:, 63] = codes[:, 63], codes[:, 0]
+    p = fit_probe(X, y, np.r_[codes, swapped])
+    assert np.array_equal(p[:40], p[40:])
+    assert (codes[:, 0] != codes[:, 63]).sum() >= 10  # pairs that really differ
+    assert roc_auc_score([1, 0], [p[0], p[40]]) == 0.5
+
+
+def test_few_label_auroc_of_binary_codes_is_the_same_on_every_openblas_kernel():
+    """The reference subset's DMZ hard bits (shapes, 32 + 32 images; tests/data) split ties differently on
+    OpenBLAS's Sandybridge and Haswell kernels before v3 (0.66425 vs 0.66428; SkylakeX 0.66399): not any more."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from diffae_bench.numerics import blas_kernels
+
+    if not blas_kernels().startswith("openblas-") or platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("numpy's BLAS is not OpenBLAS on x86 here")
+    fixture = Path(__file__).parent / "data" / "dmz_hard_bits_shapes_subset.npz"
+    code = f"""
+import numpy as np
+from diffae_bench.task import TaskResult
+from diffae_bench.tasks.linear_probe import LinearProbe, LinearProbeConfig
+d = np.load({str(fixture)!r})
+X_tr, X_te = d["X_train"].astype(float), d["X_test"].astype(float)
+Y_tr, Y_te = d["Y_train"].astype(np.int64), d["Y_test"].astype(np.int64)
+res = TaskResult()
+attrs = ("is_circle", "is_large", "is_left", "is_top", "is_warm")
+LinearProbe._few_shot("hard", X_tr, X_te, Y_tr, Y_te, attrs, 3, LinearProbeConfig(few_shot_k=(3,)), 0, res)
+from diffae_bench.numerics import blas_kernels
+print(blas_kernels(), repr(res.values[0].value))
+"""
+    values = {core: subprocess.run([sys.executable, "-c", code], env={**os.environ, "OPENBLAS_CORETYPE": core},
+                                   capture_output=True, text=True, check=True).stdout.strip()
+              for core in ("Sandybridge", "Haswell")}  # both run on any x86-64 CPU with AVX2
+    assert {core: v.split()[0] for core, v in values.items()} == {c: f"openblas-{c}" for c in values}  # the pin held
+    assert values["Sandybridge"].split()[1] == values["Haswell"].split()[1], values
+    assert float(values["Haswell"].split()[1]) == pytest.approx(0.6641709778869221, abs=1e-12)

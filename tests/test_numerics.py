@@ -55,7 +55,29 @@ def test_numerics_fingerprint_names_the_kernels_torch_and_mode():
     fp = numerics_fingerprint("cpu", "fp32")
     assert fp["cpu_capability"] == cpu_capability() == str(torch.backends.cpu.get_cpu_capability())
     assert fp["torch"] == torch.__version__ and fp["numeric_mode"] == "fp32"
-    assert fp["id"] == f"cpu-{cpu_capability()}-torch{torch.__version__.split('+')[0]}-fp32"
+    assert fp["id"] == f"cpu-{cpu_capability()}-{fp['blas']}-torch{torch.__version__.split('+')[0]}-fp32"
+
+
+def test_fingerprint_names_numpys_blas_kernels_and_honours_openblas_coretype():
+    """OpenBLAS picks kernels by CPU model, not by ATen's family: the fingerprint must say which ran."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from diffae_bench.numerics import blas_kernels, fingerprint_id
+
+    if not blas_kernels().startswith("openblas-") or platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("numpy's BLAS is not OpenBLAS on x86 here")
+    code = "from diffae_bench.numerics import blas_kernels; print(blas_kernels())"
+    for core in ("Sandybridge", "Haswell"):  # both run on any x86-64 CPU with AVX2
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "OPENBLAS_CORETYPE": core},
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out == f"openblas-{core}"
+    # records made before the BLAS was fingerprinted keep their id
+    old = {"device_type": "cpu", "cpu_capability": "AVX512", "torch": "2.14.1+cu130", "numeric_mode": "fp32"}
+    assert fingerprint_id(old) == "cpu-AVX512-torch2.14.1-fp32"
+    assert fingerprint_id({**old, "blas": "openblas-Haswell"}) == "cpu-AVX512-openblas-Haswell-torch2.14.1-fp32"
 
 
 def test_bf16_runs_the_network_under_autocast_and_the_sampler_in_fp32():

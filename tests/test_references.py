@@ -15,8 +15,8 @@ import pytest
 
 from diffae_bench.checkpoint import file_sha256
 from diffae_bench.models import load_model
-from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, REFERENCES, ROOT, check,
-                                     exact_baseline, moved, numerics_id)
+from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, OPENBLAS_CORE, REFERENCES,
+                                     ROOT, check, exact_baseline, lane_env, moved, numerics_id)
 
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
 
@@ -79,9 +79,30 @@ def test_avx2_lane_really_runs_avx2_kernels():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                         env={**os.environ, **CPU_KERNELS["avx2"]}, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "AVX2"
+    code = ("import torch; from diffae_bench.numerics import blas_kernels; "
+            "print(torch.backends.cpu.get_cpu_capability(), blas_kernels())")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **lane_env("avx2")}, capture_output=True,
+                         text=True, check=True)
+    aten, blas = out.stdout.split()
+    assert aten == "AVX2"
+    if blas.startswith("openblas-"):  # numpy's BLAS runs the AVX2 machines' kernels too
+        assert blas == "openblas-Haswell"
+
+
+def test_lanes_pin_openblas_to_their_kernel_family(monkeypatch):
+    """Two machines that ATen calls AVX512 may load different OpenBLAS kernels: each lane names them (x86)."""
+    import platform
+
+    import diffae_bench.numerics as N
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("OpenBLAS core types are x86 names")
+    assert lane_env("avx2") == {**CPU_KERNELS["avx2"], "OPENBLAS_CORETYPE": "Haswell"}
+    for family, core in OPENBLAS_CORE.items():
+        monkeypatch.setattr(N, "cpu_capability", lambda family=family: family)
+        assert lane_env("native") == {"OPENBLAS_CORETYPE": core}
+    monkeypatch.setattr(N, "cpu_capability", lambda: "DEFAULT")
+    assert lane_env("native") == {}
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import roc_auc_score
 
-from diffae_bench import metrics as M
 from diffae_bench import stats
 from diffae_bench.lpips_metric import ALEXNET_FILE, LPIPS, lpips_unavailable_reason
 from diffae_bench.tasks.linear_probe import fit_probe, mean_auroc, score_probe

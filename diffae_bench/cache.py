@@ -11,7 +11,8 @@ on, never by a bare name, so no stale value can be served:
   models, sampler, networks, data, tasks; coarser than a per-entry dependency
   list, and so never wrong when an import is added), the library versions
   that change numbers (torch, numpy, scipy, scikit-learn, torch-fidelity,
-  lpips), the CPU kernel family, and the presence and sha256 of every
+  lpips), the CPU kernel family, numpy's BLAS kernels (numerics.blas_kernels:
+  OpenBLAS picks them by CPU model, and records name them), and the presence and sha256 of every
   pretrained weight file the suite may load;
 - the cache format version.
 Entries are safetensors files written atomically; the key's parts are stored
@@ -73,13 +74,17 @@ def weights_identity() -> dict[str, str | None]:
 
 
 def environment_identity() -> dict:
-    """What every cached value depends on besides its own key: code, libraries, CPU kernels, weights."""
-    from .numerics import cpu_capability
+    """What every cached value depends on besides its own key: code, libraries, CPU and BLAS kernels, weights.
+
+    The same factors as the numerics fingerprint a record carries, so a value computed with other
+    kernels is never served under this run's fingerprint.
+    """
+    from .numerics import blas_kernels, cpu_capability
     from .provenance import library_versions
 
     versions = library_versions()
     return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},
-            "cpu_capability": cpu_capability(), "weights": weights_identity()}
+            "cpu_capability": cpu_capability(), "blas": blas_kernels(), "weights": weights_identity()}
 
 
 class Cache:

@@ -353,6 +353,7 @@ def add_sample_distances(result, spaces, images: torch.Tensor, real: dict, *, ba
         ci = features_distance_ci(fake, real[space.metric], n_boot=n_boot, seed=seed)
         result.add(space.metric, features_distance(fake, real[space.metric]), ci, n=n, **params)
 
+
 def frechet_distance_eig(fa: torch.Tensor, fb: torch.Tensor) -> float:
     """The Frechet distance by the eigenvalue identity of features_distance_ci (for its test)."""
     a, sb = statistics(fa), statistics(fb)

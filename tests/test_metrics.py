@@ -214,3 +214,23 @@ print(blas_kernels(), repr(res.values[0].value))
     assert {core: v.split()[0] for core, v in values.items()} == {c: f"openblas-{c}" for c in values}  # the pin held
     assert values["Sandybridge"].split()[1] == values["Haswell"].split()[1], values
     assert float(values["Haswell"].split()[1]) == pytest.approx(0.6641709778869221, abs=1e-12)
+    # Independently: scikit-learn's own probabilities, ties merged at 1e-12 (well above an ulp, well below
+    # the gaps between distinct scores), AUROC by roc_auc_score, averaged over the task's draws and attributes.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from diffae_bench.rng import derive_seed
+    from diffae_bench.tasks.linear_probe import few_label_indices
+
+    d = np.load(fixture)
+    X_tr, X_te, Y_tr, Y_te = (d[k].astype(float) for k in ("X_train", "X_test", "Y_train", "Y_test"))
+    per_attr = []
+    for a, attr in enumerate(("is_circle", "is_large", "is_left", "is_top", "is_warm")):
+        draws = []
+        for k in range(5):
+            idx = few_label_indices(Y_tr[:, a], 3, np.random.default_rng(derive_seed(0, "few_shot", attr, 3, k)))
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X_tr[idx], Y_tr[idx, a])
+            draws.append(roc_auc_score(Y_te[:, a], np.round(clf.predict_proba(X_te)[:, 1], 12)))
+        per_attr.append(np.mean(draws))
+    assert float(values["Haswell"].split()[1]) == pytest.approx(float(np.mean(per_attr)), abs=1e-12)

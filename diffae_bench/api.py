@@ -41,7 +41,7 @@ class Results:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per metric value (records.ROW_COLUMNS): task, model, dataset, metric, value, ci_low, ci_high, ..."""
-        from .records import record_rows
+        from .harness.records import record_rows
         from .reporting.tables import rows_frame
 
         return rows_frame([row for rec in self.records for row in record_rows(rec)])
@@ -95,7 +95,7 @@ def evaluate(model, tasks: str | Sequence[str] = ("reconstruction", "linear_prob
     cache_dir: a cache folder to read and write (default: no cache, nothing written).
     offline: never download the LPIPS / FID weights (default: fetched on first use, sha256-checked).
     """
-    from .runner import RunOptions, run
+    from .harness.runner import RunOptions, run
 
     models = tuple(model) if isinstance(model, (list, tuple)) else (model,)
     steps = None if T is None else ((int(T),) if isinstance(T, int) else tuple(int(t) for t in T))

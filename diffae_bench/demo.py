@@ -18,10 +18,10 @@ from .device import resolve_device
 from .figures import save_image_rows
 from .checkpoint import file_sha256, load_checkpoint
 from .models import CHECKPOINT, LATENT_CHECKPOINT, load_model
-from .records import record_rows
-from .runner import RunOptions, run
+from .harness.records import record_rows
+from .harness.runner import RunOptions, run
 from .reporting.tables import render, rows_frame
-from .train import TrainOptions, train_autoencoder, train_latent
+from .training.train import TrainOptions, train_autoencoder, train_latent
 
 
 def run_demo(preset: str = "tiny", steps: int = 1500, latent_steps: int = 1000, out: str = "runs/demo",

@@ -219,7 +219,7 @@ def regenerate() -> int:
 def commit_feature_nets() -> int:
     """Train the fd_cnn networks of the reference data sets here and write them to results/feature_nets."""
     from .data import load_dataset
-    from .frechet import FeatureNetConfig, commit_feature_net
+    from .metrics.frechet import FeatureNetConfig, commit_feature_net
 
     for data in DATASETS:
         train, test = (load_dataset(data, split, image_size=32) for split in ("train", "test"))

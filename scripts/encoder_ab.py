@@ -6,7 +6,7 @@ For each variant (overrides of the preset's EncoderConfig fields), at the same s
    n held-out images; spread = mean over dimensions of the std across images,
    divided by the mean |z|. A code that hardly varies across images gives the
    decoder nothing to use.
-2. Stage 1 is trained with diffae_bench.train.train_autoencoder; the seed fixes
+2. Stage 1 is trained with diffae_bench.training.train.train_autoencoder; the seed fixes
    the batches and the (t, noise) draws, so every variant sees the same ones.
 3. Use of z, with the EMA weights on the same n held-out images: at each t the
    denoising MSE with the image's own z and with another image's z (a fixed
@@ -39,7 +39,7 @@ from diffae_bench import diffusion as D  # noqa: E402
 from diffae_bench.data import load_dataset  # noqa: E402
 from diffae_bench.models import get_kind, load_model  # noqa: E402
 from diffae_bench.presets import PRESETS  # noqa: E402
-from diffae_bench.train import TrainOptions, train_autoencoder  # noqa: E402
+from diffae_bench.training.train import TrainOptions, train_autoencoder  # noqa: E402
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:

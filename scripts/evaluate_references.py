@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
-from diffae_bench.task import task_names  # noqa: E402
+from diffae_bench.harness.task import task_names  # noqa: E402
 
 SMOKE = ["--limit", "24", "--T", "10", "--set", "linear_probe.few_shot_k=3"]
 

@@ -21,8 +21,8 @@ import torch
 from torch.autograd import DeviceType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from diffae_bench.perf import machine_line, measure_train, train_steps  # noqa: E402
-from diffae_bench.train_step import device_flags, step_setup  # noqa: E402
+from diffae_bench.perf.throughput import machine_line, measure_train, train_steps  # noqa: E402
+from diffae_bench.training.step import device_flags, step_setup  # noqa: E402
 
 
 def profile(preset_name: str, mode: str, batch: int, device: torch.device, steps: int) -> None:

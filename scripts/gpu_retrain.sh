@@ -15,7 +15,7 @@
 #   device run:  bash scripts/gpu_retrain.sh        carry: .whl .refdata     (timeout_s 600)
 #   smoke here:  SMOKE=1 PY=.venv/bin/python bash scripts/gpu_retrain.sh   (CPU, tiny sizes, ~3 min)
 #   a further leg: INIT_FROM=DIR bash scripts/gpu_retrain.sh, DIR holding the previous leg's exports (<DIR>/<name>,
-#               carried): each run starts from those weights (diffae_bench/legs.py) and the manifest lists every leg.
+#               carried): each run starts from those weights (diffae_bench/training/legs.py) and the manifest lists every leg.
 #               The committed results/models are the legacy architecture, so they cannot seed a leg (refused).
 set -u
 cd "$(dirname "$0")/.."

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diffae_bench.records import record_rows  # noqa: E402
+from diffae_bench.harness.records import record_rows  # noqa: E402
 from diffae_bench.reporting.tables import records_under  # noqa: E402
 
 # (task, metric, what it is for) by model kind: the metrics the issue-21 goals and the replacement rule

@@ -17,7 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diffae_bench.train import TrainOptions, train_autoencoder  # noqa: E402
+from diffae_bench.training.train import TrainOptions, train_autoencoder  # noqa: E402
 
 
 def main() -> None:

@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from diffae_bench.export import update_manifest  # noqa: E402
+from diffae_bench.training.export import update_manifest  # noqa: E402
 from diffae_bench.models import load_model  # noqa: E402
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
-from diffae_bench.task import BUILTIN_TASKS  # noqa: E402
+from diffae_bench.harness.task import BUILTIN_TASKS  # noqa: E402
 
 
 def new_records(name: str, folders: list[Path]) -> dict[str, list[Path]]:

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python scripts/suite_cost.py --dataset shapes            # the default suite
     .venv/bin/python scripts/suite_cost.py --dataset shapes --limit 64 --out results/perf/suite_cost_cpu_limit64.md
 
-Runs `bench run`'s code (diffae_bench.runner) on the committed reference
+Runs `bench run`'s code (diffae_bench.harness.runner) on the committed reference
 models with a fresh, empty cache (every stage computed once; what one task
 shares with another, e.g. samples, is served from the cache as in a real
 first run) and no records written, and times
@@ -89,7 +89,7 @@ def instrument(timer: StageTimer) -> None:
     """Wrap the stage functions. Module functions first: tasks bind them by name when they are imported."""
     import sklearn.linear_model
 
-    from diffae_bench import frechet, stats
+    from diffae_bench.metrics import frechet, stats
 
     for attr in ("resample_indices", "mean_ci", "percentile_ci"):
         timer.wrap(stats, attr, "bootstrap")
@@ -127,8 +127,8 @@ def count_network_evaluations(counts: dict, timer: StageTimer) -> None:
 def measure_rates(models: list[str], device: str, batch_size: int, seconds: float) -> dict[str, float]:
     """Denoise evaluations per second of each model (perf.denoise_rate: eager float32, batch_size images)."""
     from diffae_bench.device import resolve_device
-    from diffae_bench.perf import denoise_rate
-    from diffae_bench.runner import load_model_spec
+    from diffae_bench.perf.throughput import denoise_rate
+    from diffae_bench.harness.runner import load_model_spec
 
     dev = resolve_device(device)
     return {(loaded := load_model_spec(spec, dev)).label: denoise_rate(loaded.model, batch_size, seconds, dev)
@@ -161,16 +161,16 @@ def main() -> None:
                     help="time every stage but the network, and add counts / measured denoise rate for it")
     ap.add_argument("--rate-seconds", type=float, default=20.0, help="with --estimate: seconds of denoise timing per model")
     ap.add_argument("--batch-size", type=int, default=64, help="images per network batch (bench run's default)")
-    ap.add_argument("--profile", default=None, help="a suite profile (diffae_bench.profiles), e.g. quick")
+    ap.add_argument("--profile", default=None, help="a suite profile (diffae_bench.harness.profiles), e.g. quick")
     a = ap.parse_args()
     if a.count and a.estimate:
         ap.error("--count and --estimate are exclusive")
 
-    import diffae_bench.runner as R
+    import diffae_bench.harness.runner as R
     from diffae_bench.device import describe_device, resolve_device
     from diffae_bench.numerics import cpu_capability
     from diffae_bench.provenance import machine
-    from diffae_bench.task import task_names
+    from diffae_bench.harness.task import task_names
 
     timer = StageTimer()
     instrument(timer)

@@ -35,7 +35,7 @@ NO_LIMIT = 10**9  # "train until the deadline"
 
 def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
     """One training run (the same TrainOptions `bench train` builds), stopped at its deadline or image budget."""
-    from diffae_bench.train import TrainOptions, train_autoencoder
+    from diffae_bench.training.train import TrainOptions, train_autoencoder
 
     init_from = str(Path(a.init_from) / name) if a.init_from else None
     # --images: a budget over all legs (issue 21: equal budgets for models compared with each other)
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--logs", default=None, help="each training's output to <logs>/train-<name>.log")
     ap.add_argument("--init-from", default=None,
                     help="a folder of exported models (<dir>/<name>, e.g. results/models): each run is a new leg "
-                         "from that model's weights (diffae_bench/legs.py); the manifest lists every leg")
+                         "from that model's weights (diffae_bench/training/legs.py); the manifest lists every leg")
     ap.add_argument("--images", type=int, default=None,
                     help="stop each model at this many images over all its legs (with --init-from: the legs "
                          "before count); --seconds stays a cap. None: train until the deadline")
@@ -97,9 +97,9 @@ def main() -> None:
         return
 
     from diffae_bench.device import describe_device, resolve_device
-    from diffae_bench.export import export_run, update_manifest
+    from diffae_bench.training.export import export_run, update_manifest
     from diffae_bench.provenance import machine
-    from diffae_bench.train import TrainOptions, train_latent
+    from diffae_bench.training.train import TrainOptions, train_latent
 
     wanted = [r for r in REFERENCES if a.only is None or r[0] in a.only.split(",")]
     t0 = time.time()

@@ -1,6 +1,6 @@
 """The high-t x0 diagnostic of a training leg as a Markdown table (issue 21).
 
-Reads `bench train`'s x0_diagnostic.jsonl (diffae_bench/x0_diagnostic.py: mean |x0_hat - x0| in [0, 1]
+Reads `bench train`'s x0_diagnostic.jsonl (diffae_bench/training/x0_diagnostic.py: mean |x0_hat - x0| in [0, 1]
 on 16 fixed test images noised at each t; with another image's code as a control where the model has
 one), after optional labelled starting rows (the same check run on the models the leg is compared
 with, each line with a "label"). results/legs/*/README.md quote it; tests/test_legs_table.py checks

@@ -51,11 +51,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from diffae_bench.errors import DataError
-from diffae_bench.frechet import FeatureNetConfig, cached_feature_net
-from diffae_bench.metrics import ssim
-from diffae_bench.stats import percentile_ci, resample_indices
-from diffae_bench.lpips_metric import lpips_scorer
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.frechet import FeatureNetConfig, cached_feature_net
+from diffae_bench.metrics.image import ssim
+from diffae_bench.metrics.stats import percentile_ci, resample_indices
+from diffae_bench.metrics.lpips_metric import lpips_scorer
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

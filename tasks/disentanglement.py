@@ -56,8 +56,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from diffae_bench.rng import derive_seed
-from diffae_bench.stats import percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.stats import percentile_ci, resample_indices
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

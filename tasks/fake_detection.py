@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from diffae_bench.errors import DataError
-from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.stats import auroc_rows, percentile_ci, resample_indices
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)  # train / test / val, as in the paper (PROTOCOL)
 # torchvision's ImageNet ResNet-50 weight files (IMAGENET1K_V1, IMAGENET1K_V2), looked up, never downloaded.

@@ -35,8 +35,8 @@ from scipy import stats as sps
 from sklearn.linear_model import LogisticRegression
 
 from diffae_bench.errors import DataError
-from diffae_bench.frechet import FeatureNetConfig, extract, feature_spaces, features_distance, features_distance_ci
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.frechet import FeatureNetConfig, extract, feature_spaces, features_distance, features_distance_ci
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 from .sample_fid import FD_METRICS
 

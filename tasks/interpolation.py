@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffae_bench import metrics as M
-from diffae_bench.stats import mean_ci
-from diffae_bench.lpips_metric import lpips_scorer
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics import image as M
+from diffae_bench.metrics.stats import mean_ci
+from diffae_bench.metrics.lpips_metric import lpips_scorer
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

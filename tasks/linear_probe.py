@@ -28,8 +28,8 @@ from sklearn.preprocessing import StandardScaler
 
 from diffae_bench.errors import DataError
 from diffae_bench.rng import derive_seed
-from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.stats import auroc_rows, percentile_ci, resample_indices
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 Representation = Literal["codes", "x_T", "pixels", "random_proj"]

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
-from diffae_bench.metrics import to_unit
-from diffae_bench.stats import auroc_rows, percentile_ci, resample_indices
-from diffae_bench.lpips_metric import lpips_scorer
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.image import to_unit
+from diffae_bench.metrics.stats import auroc_rows, percentile_ci, resample_indices
+from diffae_bench.metrics.lpips_metric import lpips_scorer
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffae_bench.context import PRIOR_TRAIN_CODES
-from diffae_bench.frechet import FeatureNetConfig, add_sample_distances, feature_spaces
-from diffae_bench.stats import percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.harness.context import PRIOR_TRAIN_CODES
+from diffae_bench.metrics.frechet import FeatureNetConfig, add_sample_distances, feature_spaces
+from diffae_bench.metrics.stats import percentile_ci, resample_indices
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

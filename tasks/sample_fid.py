@@ -7,7 +7,7 @@ T-step DDIM) are compared with n real training images by the Frechet distance
 decoded with T steps. It shows what the decoder can do when z is perfect, so the
 gap to the sampled row is the latent prior's share of the error.
 
-Feature spaces (diffae_bench.frechet): `fd_cnn`, the data set's own small
+Feature spaces (diffae_bench.metrics.frechet): `fd_cnn`, the data set's own small
 classifier, always; `fid` (InceptionV3) only where its weights exist. The two
 are different metrics and are never mixed. Both are biased upward at small n,
 so only numbers with the same n compare; n is in every value. The floor rows
@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diffae_bench.frechet import (FeatureNetConfig, add_sample_distances, feature_spaces, features_distance,
+from diffae_bench.metrics.frechet import (FeatureNetConfig, add_sample_distances, feature_spaces, features_distance,
                                   features_distance_ci)
-from diffae_bench.metrics import abs_ci, corner_means
-from diffae_bench.stats import mean_ci
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.image import abs_ci, corner_means
+from diffae_bench.metrics.stats import mean_ci
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ import torch
 from diffae_bench import diffusion as D
 from diffae_bench import rng
 from diffae_bench.errors import BenchError
-from diffae_bench.stats import percentile_ci, resample_indices
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.metrics.stats import percentile_ci, resample_indices
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import os
 import pytest
 import torch
 
-from diffae_bench.train import TrainOptions, train_autoencoder, train_latent
+from diffae_bench.training.train import TrainOptions, train_autoencoder, train_latent
 
 # One intra-op thread in the test process (subprocesses keep torch's default): the suite's
 # tensors are tiny, and on a shared, oversubscribed machine OpenMP's waiting threads made

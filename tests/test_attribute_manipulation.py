@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffae_bench.cache import Cache
-from diffae_bench.context import EvalContext
+from diffae_bench.harness.cache import Cache
+from diffae_bench.harness.context import EvalContext
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
-from diffae_bench.task import get_task
+from diffae_bench.harness.task import get_task
 from diffae_bench.tasks.attribute_manipulation import (bit_ranking, edit_direction, score_edits, set_bits,
                                                        shift_codes)
 

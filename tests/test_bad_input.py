@@ -19,8 +19,8 @@ import torch
 
 from diffae_bench.cli import main
 from diffae_bench.errors import BenchError
-from diffae_bench.runner import parse_task_options
-from diffae_bench.task import get_task
+from diffae_bench.harness.runner import parse_task_options
+from diffae_bench.harness.task import get_task
 
 # Placeholders replaced in each case's argv: a file, a folder, fresh paths in the test folder.
 FILE, DIR = "<file>", "<dir>"
@@ -138,7 +138,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, expect, factory_m
 
 def test_the_factory_model_is_a_valid_model(factory_module, monkeypatch):
     """The table's model is good input: its cases fail on what they name, not on the model."""
-    from diffae_bench.runner import load_model_spec
+    from diffae_bench.harness.runner import load_model_spec
 
     monkeypatch.syspath_prepend(str(factory_module))
     assert load_model_spec(MODEL, torch.device("cpu")).model.image_shape == (3, 16, 16)
@@ -174,7 +174,7 @@ def test_python_values_of_the_wrong_type_are_refused(overrides):
 
 
 def test_the_runner_refuses_a_small_limit_for_any_task_before_loading_models():
-    from diffae_bench.runner import RunOptions, run
+    from diffae_bench.harness.runner import RunOptions, run
 
     with pytest.raises(BenchError, match="task fake_detection: --limit 9"):
         run(RunOptions(tasks=("reconstruction", "fake_detection"), models=("/no/such/run",), limit=9))

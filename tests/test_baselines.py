@@ -22,7 +22,7 @@ from diffae_bench.nets.code_attention import CodeCrossAttention
 from diffae_bench.nets.unet import Block
 from diffae_bench.presets import PRESETS
 from diffae_bench.references import MODELS_DIR
-from diffae_bench.train import TrainOptions, train_autoencoder
+from diffae_bench.training.train import TrainOptions, train_autoencoder
 
 TINY = PRESETS.get("tiny")
 SIZE = 16  # training resolution of the shared DMZ model and of the train/resume runs

@@ -9,12 +9,12 @@ import pytest
 from scipy.stats import entropy
 from sklearn.metrics import mutual_info_score
 
-from diffae_bench.cache import Cache
-from diffae_bench.context import EvalContext
+from diffae_bench.harness.cache import Cache
+from diffae_bench.harness.context import EvalContext
 from diffae_bench.data.shapes import draw_factors
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
-from diffae_bench.task import get_task
+from diffae_bench.harness.task import get_task
 from diffae_bench.tasks.disentanglement import (dci_from_importance, dci_score, discretize_codes, discretize_factors,
                                                 mig_score, mutual_info_matrix, recentred_ci)
 

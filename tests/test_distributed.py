@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffae_bench import context as C
-from diffae_bench.cache import Cache
+from diffae_bench.harness import context as C
+from diffae_bench.harness.cache import Cache
 from diffae_bench.checkpoint import load_checkpoint, split_prefix
 from diffae_bench.data import load_dataset
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
-from diffae_bench.train import _StopFlag
-from diffae_bench.train_step import BatchSource, LossModule, ShardedLoss, StepSetup, make_loss_fn
+from diffae_bench.training.train import _StopFlag
+from diffae_bench.training.step import BatchSource, LossModule, ShardedLoss, StepSetup, make_loss_fn
 
 TINY16 = PRESETS.get("tiny").for_data(3, 16)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

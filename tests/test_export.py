@@ -7,7 +7,7 @@ import json
 import torch
 
 from diffae_bench.checkpoint import file_sha256, load_checkpoint
-from diffae_bench.export import export_run, update_manifest
+from diffae_bench.training.export import export_run, update_manifest
 from diffae_bench.models import load_model
 
 
@@ -38,7 +38,7 @@ def test_export_is_small_loadable_and_described(trained_diffae, tmp_path):
 
 
 def test_train_commands_carry_the_warmup_and_the_leg():
-    from diffae_bench.export import train_commands
+    from diffae_bench.training.export import train_commands
 
     opts = {"model": "ddim", "preset": "small", "dataset": "shapes", "seed": 0, "batch_size": 1024, "lr": 4e-4,
             "warmup_steps": 50, "init_from": "prev/ddim-small-shapes"}

@@ -12,8 +12,8 @@ import torch
 import diffae_bench.tasks.fake_detection as FD  # self-registers the task
 from diffae_bench.data import load_dataset
 from diffae_bench.errors import DataError
-from diffae_bench.runner import RunOptions, run
-from diffae_bench.task import get_task
+from diffae_bench.harness.runner import RunOptions, run
+from diffae_bench.harness.task import get_task
 
 QUICK = dataclasses.replace(FD.FakeDetectionConfig(), epochs=5)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffae_bench.cache import Cache
+from diffae_bench.harness.cache import Cache
 from diffae_bench.checkpoint import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from diffae_bench.cli.results import _write_or_echo
 from diffae_bench.reporting.leaderboard import append_records, build_leaderboard
-from diffae_bench.records import write_record
+from diffae_bench.harness.records import write_record
 from test_results import make_record  # the synthetic records of the result-table tests
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes and umask are POSIX")

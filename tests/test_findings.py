@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from diffae_bench.reporting.findings import NO, OPEN, YES, Estimate, better, beyond, combine, findings, markdown, replace_block
-from diffae_bench.reporting.leaderboard import current_task_versions
 from diffae_bench.reporting.tables import read_rows_csv
 
 ROOT = Path(__file__).resolve().parents[1]

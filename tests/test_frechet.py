@@ -1,4 +1,4 @@
-"""Frechet distances (diffae_bench.frechet) and the two tasks built on them: sample_fid, fewshot_fid.
+"""Frechet distances (diffae_bench.metrics.frechet) and the two tasks built on them: sample_fid, fewshot_fid.
 
 Cores against independent references (scipy's sqrtm, scipy's t interval,
 numerical integration) and oracles (a set against itself ~ 0, halves of one
@@ -18,16 +18,16 @@ import scipy.linalg
 import torch
 from scipy import integrate, stats as sps
 
-from diffae_bench.cache import Cache
-from diffae_bench.context import EvalContext
+from diffae_bench.harness.cache import Cache
+from diffae_bench.harness.context import EvalContext
 from diffae_bench.data import ImageDataset, load_dataset
-from diffae_bench.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space, feature_spaces,
+from diffae_bench.metrics.frechet import (INCEPTION_FILE, FeatureNetConfig, cached_feature_net, cnn_space, feature_spaces,
                                   committed_feature_net_path, extract,
                                   features_distance_ci, frechet_distance_eig,
                                   features_distance, inception_space, inception_unavailable_reason, statistics)
 from diffae_bench.models import load_model
-from diffae_bench.runner import RunOptions, run
-from diffae_bench.task import TaskResult
+from diffae_bench.harness.runner import RunOptions, run
+from diffae_bench.harness.task import TaskResult
 from diffae_bench.tasks.fewshot_fid import FewShotConfig, labelled_set, rejection_sample, repeat_interval
 
 MNIST = "../shared/data/mnist"
@@ -143,7 +143,7 @@ def test_inception_path_runs_end_to_end_with_a_local_state_dict(tmp_path, monkey
     import dataclasses
     import hashlib
 
-    from diffae_bench import weights as W
+    from diffae_bench.metrics import weights as W
 
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(random_net.state_dict(), tmp_path / "hub" / "checkpoints" / INCEPTION_FILE)

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from diffae_bench.cache import Cache
-from diffae_bench.context import EvalContext
+from diffae_bench.harness.cache import Cache
+from diffae_bench.harness.context import EvalContext
 from diffae_bench.models import load_model
 from diffae_bench.numerics import numerics_fingerprint
-from diffae_bench.task import get_task, task_names
+from diffae_bench.harness.task import get_task, task_names
 
 QUICK = ["--limit", "24", "--T", "10", "--set", "linear_probe.few_shot_k=3",
          "--quiet", "--device", "cpu"]
@@ -259,9 +259,9 @@ def test_a_changed_decode_is_never_served_stale_decodes(trained_diffae, tmp_path
 def test_cache_keys_hold_the_suites_code_libraries_and_weights(tmp_path, monkeypatch):
     import shutil
 
-    from diffae_bench import cache as C
+    from diffae_bench.harness import cache as C
 
-    root = Path(C.__file__).resolve().parent.parent
+    root = Path(C.__file__).resolve().parents[2]
     for d in C.SOURCE_DIRS:
         shutil.copytree(root / d, tmp_path / d, ignore=shutil.ignore_patterns("__pycache__"))
     before = C.source_hash(tmp_path)

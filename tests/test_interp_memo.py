@@ -1,6 +1,6 @@
 """interpolation and memorization: pure cores on constructed inputs, then tiny end-to-end runs.
 
-The end-to-end runs call diffae_bench.runner.run in-process after importing the
+The end-to-end runs call diffae_bench.harness.runner.run in-process after importing the
 task modules (they register on import), so they do not depend on
 tasks/__init__.py listing them.
 """
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from diffae_bench.data import load_dataset
-from diffae_bench.metrics import mse
-from diffae_bench.runner import RunOptions, run
+from diffae_bench.metrics.image import mse
+from diffae_bench.harness.runner import RunOptions, run
 from diffae_bench.tasks.interpolation import path_stats, slerp
 from diffae_bench.tasks.memorization import copying_test, nearest_neighbours, pixel_nearest
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from diffae_bench.errors import CheckpointError
-from diffae_bench.export import export_run
-from diffae_bench.train import TrainOptions, train_autoencoder
+from diffae_bench.training.export import export_run
+from diffae_bench.training.train import TrainOptions, train_autoencoder
 
 IMAGE_SIZE, TRAIN_IMAGES = 16, 512  # the trained fixtures' (conftest.py)
 LEG_STEPS = 20
@@ -54,7 +54,7 @@ def test_only_the_same_model_on_the_same_data_can_continue(trained_diffae, train
 
 def test_an_image_budget_over_all_legs_gives_the_steps_of_the_next_leg(trained_diffae, tmp_path):
     from diffae_bench.errors import BenchError
-    from diffae_bench.legs import images_before, steps_to_total
+    from diffae_bench.training.legs import images_before, steps_to_total
 
     # issue 21's legs: an H200 leg of 638 steps at batch 256, then this CPU's batch 64, to the Diff-AE leg's 421,824
     assert steps_to_total(421_824, 638 * 256, 64) == 4039

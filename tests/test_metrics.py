@@ -9,8 +9,8 @@ import torch
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 from sklearn.metrics import roc_auc_score
 
-from diffae_bench import stats
-from diffae_bench.lpips_metric import ALEXNET_FILE, LPIPS, lpips_unavailable_reason
+from diffae_bench.metrics import stats
+from diffae_bench.metrics.lpips_metric import ALEXNET_FILE, LPIPS, lpips_unavailable_reason
 from diffae_bench.tasks.linear_probe import fit_probe, mean_auroc, score_probe
 from diffae_bench.tasks.reconstruction import score_reconstruction
 
@@ -109,7 +109,7 @@ def test_lpips_wiring_with_a_locally_saved_alexnet(tmp_path, monkeypatch):
 
     import torchvision
 
-    from diffae_bench import weights as W
+    from diffae_bench.metrics import weights as W
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     ckpt = tmp_path / "hub" / "checkpoints"
@@ -131,7 +131,7 @@ def test_lpips_wiring_with_a_locally_saved_alexnet(tmp_path, monkeypatch):
 
 
 def test_corner_means_reads_the_four_corners_in_unit_range():
-    from diffae_bench.metrics import corner_means
+    from diffae_bench.metrics.image import corner_means
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.uniform(-1, 1, (5, 3, 16, 16)))
     u = (x.numpy() + 1) / 2
@@ -145,7 +145,7 @@ def test_corner_means_reads_the_four_corners_in_unit_range():
 
 
 def test_abs_ci_covers_the_absolute_value():
-    from diffae_bench.metrics import abs_ci
+    from diffae_bench.metrics.image import abs_ci
     assert abs_ci((-0.2, 0.1)) == (0.0, 0.2)
     assert abs_ci((0.1, 0.3)) == (0.1, 0.3)
     assert abs_ci((-0.3, -0.1)) == (0.1, 0.3)
@@ -197,7 +197,7 @@ def test_few_label_auroc_of_binary_codes_is_the_same_on_every_openblas_kernel():
     fixture = Path(__file__).parent / "data" / "dmz_hard_bits_shapes_subset.npz"
     code = f"""
 import numpy as np
-from diffae_bench.task import TaskResult
+from diffae_bench.harness.task import TaskResult
 from diffae_bench.tasks.linear_probe import LinearProbe, LinearProbeConfig
 d = np.load({str(fixture)!r})
 X_tr, X_te = d["X_train"].astype(float), d["X_test"].astype(float)

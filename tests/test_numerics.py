@@ -129,7 +129,7 @@ def test_decode_in_a_mode_matches_fp32(modes):
 
 
 def test_runner_records_the_numeric_mode(tmp_path, monkeypatch):
-    from diffae_bench.runner import RunOptions, run
+    from diffae_bench.harness.runner import RunOptions, run
 
     (tmp_path / "numfactory.py").write_text(textwrap.dedent("""
         from diffae_bench.models import build_model

@@ -16,9 +16,9 @@ from scipy import stats as sps
 from diffae_bench.errors import BenchError
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
-from diffae_bench.runner import RunOptions, run
+from diffae_bench.harness.runner import RunOptions, run
 from diffae_bench.tasks.prior_fid import code_statistics, code_statistics_ci
-from diffae_bench.train import TrainOptions, train_autoencoder
+from diffae_bench.training.train import TrainOptions, train_autoencoder
 
 TINY = PRESETS.get("tiny").for_data(3, 16)
 

@@ -1,14 +1,14 @@
-"""Suite profiles (diffae_bench.profiles): smaller sizes applied openly, overridable, never mistaken for defaults."""
+"""Suite profiles (diffae_bench.harness.profiles): smaller sizes applied openly, overridable, never mistaken for defaults."""
 
 from __future__ import annotations
 
 import pytest
 
 from diffae_bench.errors import BenchError
-from diffae_bench.profiles import PROFILES
-from diffae_bench.records import config_hash
-from diffae_bench.runner import RunOptions, _resolve_configs
-from diffae_bench.task import get_task, task_names
+from diffae_bench.harness.profiles import PROFILES
+from diffae_bench.harness.records import config_hash
+from diffae_bench.harness.runner import RunOptions, _resolve_configs
+from diffae_bench.harness.task import get_task, task_names
 
 
 def _configs(**kw):

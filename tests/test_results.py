@@ -17,9 +17,9 @@ from diffae_bench.reporting.compare import _status, compare_rows
 from diffae_bench.numerics import fingerprint_id
 from diffae_bench.errors import BenchError
 from diffae_bench.reporting.leaderboard import append_records, build_leaderboard
-from diffae_bench.records import build_record, record_rows, write_record
+from diffae_bench.harness.records import build_record, record_rows, write_record
 from diffae_bench.reporting.tables import load_rows, read_rows_csv, render, rows_frame, sort_rows
-from diffae_bench.task import Metric, Task, TaskResult
+from diffae_bench.harness.task import Metric, Task, TaskResult
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,7 @@ def test_gate_with_an_ideal_value(new, new_ci, expected):
 
 
 def test_memorization_declares_copy_auc_ideal():
-    from diffae_bench.task import get_task
+    from diffae_bench.harness.task import get_task
 
     assert get_task("memorization").metric("copy_auc").ideal == 0.5
 
@@ -271,7 +271,7 @@ def test_crash_exits_with_its_own_code(monkeypatch, capsys):
 
 def test_leaderboard_marks_records_older_than_the_tasks_code(tmp_path):
     from diffae_bench.reporting.leaderboard import markdown_by_dataset, stale_versions
-    from diffae_bench.task import get_task
+    from diffae_bench.harness.task import get_task
 
     current = get_task("z_usage").version
     old = make_record(task="z_usage", version=current - 1 if current > 1 else 0)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from diffae_bench.models import model_names
-from diffae_bench.runner import RunOptions, _resolve_configs
-from diffae_bench.task import get_task, task_names, takes_T
+from diffae_bench.harness.runner import RunOptions, _resolve_configs
+from diffae_bench.harness.task import get_task, task_names, takes_T
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"diffae_bench": ROOT / "diffae_bench", "diffae_bench.tasks": ROOT / "tasks",
@@ -151,7 +151,7 @@ def test_T_reaches_every_task_that_takes_it(capsys):
 
 def test_renamed_options_keep_the_record_identity():
     """A record written with `steps` and one with `T` of the same value hash alike (they are comparable)."""
-    from diffae_bench.records import config_hash, record_id
+    from diffae_bench.harness.records import config_hash, record_id
 
     def rec(config):
         return {"task": {"name": "reconstruction", "version": 2, "config": config}, "model": {"fingerprint": "f"},

@@ -14,7 +14,7 @@ from diffae_bench.data import load_dataset
 from diffae_bench.models.diffae import DiffAE
 from diffae_bench.errors import BenchError, CheckpointError, TrainingDiverged
 from diffae_bench.models import load_model
-from diffae_bench.train import TrainOptions, train_autoencoder
+from diffae_bench.training.train import TrainOptions, train_autoencoder
 
 
 def test_loss_fell(trained_diffae):
@@ -70,7 +70,7 @@ def _opts(tmp_path, **kw):
 
 @pytest.mark.slow  # trains
 def test_resume_continues_exactly(tmp_path):
-    straight = train_autoencoder(_opts(tmp_path, out=str(tmp_path / "a"), steps=6))
+    assert train_autoencoder(_opts(tmp_path, out=str(tmp_path / "a"), steps=6))["step"] == 6  # straight through
     train_autoencoder(_opts(tmp_path, out=str(tmp_path / "b"), steps=4))
     resumed = train_autoencoder(_opts(tmp_path, out=str(tmp_path / "b"), steps=6))
     assert resumed["step"] == 6
@@ -151,12 +151,12 @@ def test_train_cli_writes_config_and_checkpoint(tmp_path):
 
 
 def test_warmup_lr_is_linear_to_lr_then_flat():
-    from diffae_bench.train import warmup_lr
+    from diffae_bench.training.train import warmup_lr
 
     assert warmup_lr(1e-3, 0) is None  # no warm-up: the optimiser's own lr, untouched
     at = warmup_lr(1e-3, 4)
     assert [at(k) for k in range(6)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
-    from diffae_bench.train import _run_identity
+    from diffae_bench.training.train import _run_identity
 
     # a run saved before the option existed resumes as a run without warm-up
     assert _run_identity({"lr": 1e-3}) == _run_identity({"lr": 1e-3, "warmup_steps": 0})
@@ -166,7 +166,7 @@ def test_warmup_lr_is_linear_to_lr_then_flat():
 def test_warmup_sets_each_steps_lr_is_recorded_and_is_part_of_the_run(tmp_path):
     """3 steps of a 4-step warm-up end at 3/4 of lr (the optimiser state saved after step 3); the manifest's
     recipe says so; resuming with another warm-up is refused; the latent stage refuses one."""
-    from diffae_bench.train import train_latent
+    from diffae_bench.training.train import train_latent
 
     lr = 1e-3
     train_autoencoder(_opts(tmp_path, steps=3, lr=lr, warmup_steps=4, ckpt_every=3))

@@ -18,16 +18,16 @@ import pytest
 import torch
 
 from diffae_bench import diffusion as D
-from diffae_bench import train as train_mod
+from diffae_bench.training import train as train_mod
 from diffae_bench.checkpoint import load_checkpoint
 from diffae_bench.data import load_dataset
 from diffae_bench.models.diffae import DiffAE
 from diffae_bench.errors import TrainingDiverged
 from diffae_bench.models import load_model
-from diffae_bench.perf_accuracy import train_loss_agreement
-from diffae_bench.train import TrainOptions, train_autoencoder
-from diffae_bench.train_step import LossLog, StepSetup
-from diffae_bench.x0_diagnostic import X0Diagnostic, summary_lines, x0_errors
+from diffae_bench.perf.accuracy import train_loss_agreement
+from diffae_bench.training.train import TrainOptions, train_autoencoder
+from diffae_bench.training.step import LossLog, StepSetup
+from diffae_bench.training.x0_diagnostic import X0Diagnostic, summary_lines, x0_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,7 +173,7 @@ def test_train_cli_logs_and_prints_the_x0_diagnostic(tmp_path):
 
 @pytest.mark.slow
 def test_perf_times_the_fast_step(capsys):
-    from diffae_bench.perf import run_perf
+    from diffae_bench.perf.throughput import run_perf
 
     rows = run_perf(["tiny"], ["diffae"], batch_size=2, seconds=0.01, device="cpu", modes=["fp32"], fast=True,
                     fast_mode="fp32-cl", train_batches=[2], steps_per_call=1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffae_bench import weights as W
+from diffae_bench.metrics import weights as W
 from diffae_bench.errors import BenchError
 
 STAND_IN = b"not a network: a stand-in for a weights file\n" * 100
@@ -104,7 +104,7 @@ def test_the_table_is_the_libraries_own_urls_and_hash_prefixes():
 
 
 def test_needed_by_reads_the_task_flags():
-    from diffae_bench.task import get_task
+    from diffae_bench.harness.task import get_task
 
     recon, fid = get_task("reconstruction"), get_task("sample_fid")
     assert W.needed_by([recon.make_config({})]) == ["alexnet"]
@@ -176,7 +176,7 @@ def test_outside_a_run_nothing_is_downloaded(home, server, monkeypatch):
 def test_a_stand_in_alexnet_in_the_cache_is_never_lpips(home):
     import torchvision
 
-    from diffae_bench.lpips_metric import LPIPS, get_lpips, lpips_unavailable_reason
+    from diffae_bench.metrics.lpips_metric import LPIPS, get_lpips, lpips_unavailable_reason
 
     home.mkdir(parents=True)
     torch.save(torchvision.models.alexnet().state_dict(), home / W.KNOWN["alexnet"].file)  # random: right shapes
@@ -188,7 +188,7 @@ def test_a_stand_in_alexnet_in_the_cache_is_never_lpips(home):
 
 
 def test_a_stand_in_inception_in_the_cache_is_never_fid(home):
-    from diffae_bench.frechet import inception_space, inception_unavailable_reason
+    from diffae_bench.metrics.frechet import inception_space, inception_unavailable_reason
 
     home.mkdir(parents=True)
     (home / W.KNOWN["inception"].file).write_bytes(STAND_IN)
@@ -198,7 +198,7 @@ def test_a_stand_in_inception_in_the_cache_is_never_fid(home):
 
 
 def test_an_explicit_file_must_be_the_published_one(tmp_path, home):
-    from diffae_bench.runner import RunOptions, run
+    from diffae_bench.harness.runner import RunOptions, run
 
     f = tmp_path / "my-alexnet.pth"
     f.write_bytes(STAND_IN)
@@ -261,7 +261,7 @@ def test_bench_weights_commands(tmp_path, home, server, monkeypatch, capsys):
 def test_bench_run_fetches_first_and_never_reports_a_refused_file(trained_diffae, tmp_path, home, server, monkeypatch):
     """The real path end to end: the run downloads before its first task, the sha256 refuses the stand-in,
     the record has no LPIPS and says why in its notes, and the cache holds nothing."""
-    from diffae_bench.runner import RunOptions, run
+    from diffae_bench.harness.runner import RunOptions, run
 
     _point(monkeypatch, "alexnet", f"{server.base}/{W.KNOWN['alexnet'].file}")
     _, records = run(RunOptions(tasks=("reconstruction",), models=(str(trained_diffae["dir"]),), limit=4, T=(10,),

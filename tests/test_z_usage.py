@@ -12,13 +12,13 @@ import torch
 from scipy.stats import bootstrap
 
 from diffae_bench import diffusion as D
-from diffae_bench.cache import Cache
-from diffae_bench.context import EvalContext
+from diffae_bench.harness.cache import Cache
+from diffae_bench.harness.context import EvalContext
 from diffae_bench.errors import BenchError
 from diffae_bench.models import DiffusionAutoencoder
 from diffae_bench.models import build_model
 from diffae_bench.presets import PRESETS
-from diffae_bench.task import get_task
+from diffae_bench.harness.task import get_task
 from diffae_bench.tasks.z_usage import ZUsageConfig, fixed_derangement, score_z_usage
 
 SIZE = 16  # shapes at 16 px: the oracles need no training, only images

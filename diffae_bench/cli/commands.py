@@ -104,7 +104,7 @@ def train(
     --log-every steps); --numeric-mode bf16-cl [--compile] is the fast path.
     """
     from ..numerics import get_mode
-    from ..train import TrainOptions, train_autoencoder, train_latent
+    from ..training.train import TrainOptions, train_autoencoder, train_latent
 
     if model is not None:
         deprecated("bench train --model (a kind here, a trained model in bench run)", "--kind")
@@ -124,7 +124,7 @@ def train(
                         accumulate=accumulate, init_from=init_from, images=images, warmup_steps=warmup_steps,
                         **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
-    from ..x0_diagnostic import summary_lines
+    from ..training.x0_diagnostic import summary_lines
 
     for line in summary_lines(summary.get("x0_diagnostic")):
         typer.echo(line)
@@ -150,7 +150,7 @@ def ls(what: str = typer.Argument(..., help="tasks, models, presets or datasets"
     from ..models import MODELS
     from ..presets import PRESETS
     from ..registry import Registry, warn_plugin_errors
-    from ..task import TASKS
+    from ..harness.task import TASKS
 
     lists = Registry("list")
     lists.add("tasks", lambda: [(n, f"v{t.version}  {t.description}") for n, t in TASKS.load_all().items()])
@@ -201,7 +201,7 @@ def run(
     inception_weights: Optional[str] = typer.Option(None, help="torch-fidelity InceptionV3 file for FID (sha256-checked)"),
 ):
     """Evaluate tasks on trained models: writes one record per (task, model, data set) and prints a table."""
-    from ..runner import RunOptions, parse_task_options, run as run_tasks
+    from ..harness.runner import RunOptions, parse_task_options, run as run_tasks
 
     if steps is not None:
         if T is not None:
@@ -221,7 +221,7 @@ def run(
                       offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights,
                       command=shlex.join(["bench", *sys.argv[1:]]) if sys.argv else None)
     out_dir, records = run_tasks(opts)
-    from ..records import record_rows
+    from ..harness.records import record_rows
     from ..reporting.tables import render, rows_frame
 
     if fmt is OutputFormat.json:
@@ -267,14 +267,14 @@ def perf(
     """Throughput benchmark: training images/s and sampling network evaluations/s, fp32 vs optimised."""
     mode_list = [m.strip() for m in modes.split(",") if m.strip()] if modes else None
     if accuracy:
-        from ..perf_accuracy import accuracy as run_accuracy, train_agreement_report
+        from ..perf.accuracy import accuracy as run_accuracy, train_agreement_report
 
         if run_dir:
             train_agreement_report(run_dir, mode_list or ["bf16-cl", "bf16"], device, batch_size, batches)
         else:
             run_accuracy(mode_list or ["bf16", "fp32-cl"], device=device, steps=steps)
         return
-    from ..perf import run_perf
+    from ..perf.throughput import run_perf
 
     try:
         batches = [int(b) for b in train_batches.split(",")] if train_batches else None

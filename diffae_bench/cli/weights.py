@@ -13,7 +13,7 @@ from ..errors import BenchError
 
 
 def _names(names: list[str]) -> list[str]:
-    from .. import weights as W
+    from ..metrics import weights as W
 
     return [W.get(n).name for n in names] if names else list(W.KNOWN)
 
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
     @weights_app.command("path")
     def path(names: List[str] = typer.Argument(None, help="alexnet (LPIPS) and/or inception (FID); default: both")):
         """Where each file is looked for, and whether the published file is there."""
-        from .. import weights as W
+        from ..metrics import weights as W
 
         for name in _names(names):
             w, p = W.KNOWN[name], W.where(name)
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         """Check each file's sha256 against the published one; exit 1 when one is missing or different."""
         from pathlib import Path
 
-        from .. import weights as W
+        from ..metrics import weights as W
 
         chosen = _names(names)
         if file is not None and len(chosen) != 1:
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, help="no progress bar"),
     ):
         """Fetch the published files through torch.hub into its cache, checked by sha256 (nothing kept if wrong)."""
-        from .. import weights as W
+        from ..metrics import weights as W
 
         if W.offline_from_env():
             raise BenchError(f"{W.OFFLINE_ENV} is set: nothing is downloaded (unset it, or place the files by hand)")

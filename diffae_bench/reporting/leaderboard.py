@@ -18,7 +18,7 @@ from filelock import FileLock
 
 from ..checkpoint import atomic_write_bytes
 from ..errors import BenchError
-from ..records import find_records, load_record, record_rows
+from ..harness.records import find_records, load_record, record_rows
 from .tables import LEGEND, records_under, read_rows_csv, render, rows_frame, rows_to_csv, sort_rows
 
 MARKDOWN_HEADER = ("# Leaderboard\n\nGenerated from result records by `bench leaderboard`; do not edit by hand.\n"
@@ -91,7 +91,7 @@ def build_leaderboard(record_paths_or_dirs, csv_path: str | Path, markdown_path:
 
 def current_task_versions(tasks) -> dict[str, int]:
     """The installed code's version of each task (tasks not installed here are left out)."""
-    from ..task import get_task, task_names
+    from ..harness.task import get_task, task_names
 
     known = set(task_names())
     return {t: int(get_task(t).version) for t in tasks if t in known}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import BenchError
-from ..records import find_records, load_record, record_rows
+from ..harness.records import find_records, load_record, record_rows
 from .tables import LEGEND, format_cell, latest_rows, rows_frame, wide_table
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import BenchError
-from ..records import ROW_COLUMNS, find_records, load_record, record_rows
+from ..harness.records import ROW_COLUMNS, find_records, load_record, record_rows
 
 FORMATS = ("terminal", "markdown", "csv", "latex")
 INT_COLUMNS = ("task_version", "n", "seed")

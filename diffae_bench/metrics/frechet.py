@@ -3,7 +3,7 @@
 Two feature spaces, never confused with each other (PROTOCOL "FID and LPIPS offline"):
   fid     torch-fidelity's InceptionV3 ("inception-v3-compat", 2048-d pool features): the
           real FID, computed only where torch-fidelity's published file (checked by its sha256,
-          diffae_bench.weights) is in $TORCH_HOME/hub/checkpoints/ or given by --inception-weights.
+          diffae_bench.metrics.weights) is in $TORCH_HOME/hub/checkpoints/ or given by --inception-weights.
   fd_cnn  the penultimate features of a small CNN the suite trains on the data set's own
           labels (class column + binary attributes), the usual practice for MNIST-like data.
           Trained deterministically from a seed, cached by the data's content hash and the
@@ -34,13 +34,13 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from torch_fidelity.utils import create_feature_extractor
 from tqdm import tqdm
 
-from .checkpoint import state_dict_sha256
-from .data import ImageDataset, unit_to_uint8
-from .errors import DataError
+from ..checkpoint import state_dict_sha256
+from ..data import ImageDataset, unit_to_uint8
+from ..errors import DataError
 from . import weights as W
 
 if TYPE_CHECKING:  # the cache imports this module (for its weights file names)
-    from .cache import Cache
+    from ..harness.cache import Cache
 
 INCEPTION_FILE = W.KNOWN["inception"].file  # torch-fidelity's converted TF InceptionV3
 CNN_EXTRACTOR = "diffae-bench-cnn"  # our extractor's name in torch-fidelity's registry
@@ -145,7 +145,7 @@ def _accuracy(net: SmallCNN, test: ImageDataset, cfg: FeatureNetConfig, train_cl
 # Committed feature networks (issue 13): fd_cnn is the same network on every machine. Training is
 # seeded, but its float arithmetic differs between CPU kernel families and GPUs, so a network
 # retrained elsewhere has other weights and moves every fd_cnn (the naive few-shot FD by 12 %).
-COMMITTED_DIR = Path(__file__).resolve().parent.parent / "results" / "feature_nets"
+COMMITTED_DIR = Path(__file__).resolve().parents[2] / "results" / "feature_nets"
 
 
 def _feature_net_key(train: ImageDataset, test: ImageDataset, cfg: FeatureNetConfig) -> dict:
@@ -168,7 +168,7 @@ def commit_feature_net(train: ImageDataset, test: ImageDataset, cfg: FeatureNetC
     """Train the network here and write it to results/feature_nets (python -m diffae_bench.references feature-nets)."""
     from safetensors.torch import save_file
 
-    from .checkpoint import atomic_write_bytes
+    from ..checkpoint import atomic_write_bytes
 
     net, acc = train_feature_net(train, test, cfg, progress)
     path = committed_feature_net_path(train, test, cfg)

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_write_json, file_sha256, load_checkpoint, save_checkpoint, split_prefix
-from .errors import BenchError
+from ..checkpoint import atomic_write_json, file_sha256, load_checkpoint, save_checkpoint, split_prefix
+from ..errors import BenchError
 from .legs import this_leg, total_images
-from .models import CHECKPOINT, LATENT_CHECKPOINT
-from .provenance import git_state, library_versions, machine
+from ..models import CHECKPOINT, LATENT_CHECKPOINT
+from ..provenance import git_state, library_versions, machine
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

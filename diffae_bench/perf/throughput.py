@@ -32,13 +32,13 @@ from dataclasses import dataclass, replace
 import pandas as pd
 import torch
 
-from .data import ImageDataset
-from .device import describe_device, resolve_device
-from .models import build_model, get_kind
-from .numerics import PathModes, apply_numeric_modes, default_modes, get_mode, native_bf16
-from .presets import PRESETS
-from .provenance import machine
-from .train_step import (BatchSource, LossLog, StepSetup, device_flags, make_generator, make_loss_fn, make_optimizer,
+from ..data import ImageDataset
+from ..device import describe_device, resolve_device
+from ..models import build_model, get_kind
+from ..numerics import PathModes, apply_numeric_modes, default_modes, get_mode, native_bf16
+from ..presets import PRESETS
+from ..provenance import machine
+from ..training.step import (BatchSource, LossLog, StepSetup, device_flags, make_generator, make_loss_fn, make_optimizer,
                          optimisation_step)
 
 

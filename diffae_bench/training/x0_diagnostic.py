@@ -28,9 +28,9 @@ from typing import Callable
 
 import torch
 
-from . import diffusion as D
-from .data import load_dataset
-from .errors import DataError
+from .. import diffusion as D
+from ..data import load_dataset
+from ..errors import DataError
 
 TIMESTEPS = (300, 600, 800, 900, 999)  # the high-t grid (t = 999: x_t is almost pure noise)
 N_IMAGES = 16  # fixed images per check: 5 network calls of 16 images, negligible next to training

@@ -18,7 +18,7 @@ only how it runs:
                 Off on the CPU: draws come from the CPU generator as before, so
                 CPU runs and their checkpoints stay bit for bit what they were.
 
-`bench perf` times exactly this step (diffae_bench.perf.measure_train), so its
+`bench perf` times exactly this step (diffae_bench.perf.throughput.measure_train), so its
 numbers are bench train's numbers.
 """
 
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from .data import ImageDataset
-from .errors import BenchError, TrainingDiverged
-from .numerics import autocast, get_mode, to_memory_format
-from .rng import derive_seed
+from ..data import ImageDataset
+from ..errors import BenchError, TrainingDiverged
+from ..numerics import autocast, get_mode, to_memory_format
+from ..rng import derive_seed
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
@@ -216,8 +216,8 @@ class ShardedLoss:
         self.rank, self.world, self.accumulate = rank, world, accumulate
 
     def __call__(self) -> torch.Tensor:
-        from .distributed import mean
-        from .models.loss import draw_shard
+        from ..distributed import mean
+        from ..models.loss import draw_shard
 
         idx = self.batches.indices()
         state = self.gen.get_state()

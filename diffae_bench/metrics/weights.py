@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import file_sha256
-from .errors import BenchError
+from ..checkpoint import file_sha256
+from ..errors import BenchError
 
 OFFLINE_ENV = "DIFFAE_BENCH_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 30.0  # seconds without progress (connect or read) before a download counts as failed

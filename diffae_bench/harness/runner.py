@@ -19,17 +19,17 @@ from pathlib import Path
 import torch
 
 from . import records as R
-from . import distributed as dist
+from .. import distributed as dist
 from .cache import Cache
-from .checkpoint import atomic_write_json, to_jsonable
+from ..checkpoint import atomic_write_json, to_jsonable
 from .context import EvalContext, model_fingerprint
-from .data import DATASETS, load_dataset
-from .device import describe_device, resolve_device
-from .errors import BenchError, DataError
-from .models import MODELS, DiffusionAutoencoder, load_model, model_names
+from ..data import DATASETS, load_dataset
+from ..device import describe_device, resolve_device
+from ..errors import BenchError, DataError
+from ..models import MODELS, DiffusionAutoencoder, load_model, model_names
 from .profiles import profile_options
-from .numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
-from .provenance import git_state, library_versions, machine
+from ..numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
+from ..provenance import git_state, library_versions, machine
 from .task import T_override, get_task, takes_T
 
 
@@ -55,7 +55,7 @@ class RunOptions:
     dataset_options: dict = field(default_factory=dict)  # loader options, e.g. {"download": True} (--dataset-args)
     write: bool = True  # False: keep records in memory only (no run directory, figures or leaderboard rows)
     command: str | None = None  # the command line that started the run (recorded in run.json)
-    offline: bool = False  # never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1); diffae_bench.weights
+    offline: bool = False  # never download LPIPS / FID weights (also DIFFAE_BENCH_OFFLINE=1); diffae_bench.metrics.weights
     lpips_weights: str | None = None  # AlexNet backbone file to use instead of torch.hub's cache (sha256-checked)
     inception_weights: str | None = None  # torch-fidelity InceptionV3 file likewise
 
@@ -67,7 +67,7 @@ class LoadedModel:
     info: dict  # what the record says about the model
 
 
-REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "models"  # in a source checkout
+REFERENCE_MODELS = Path(__file__).resolve().parents[2] / "results" / "models"  # in a source checkout
 
 
 def load_model_spec(spec, device: torch.device) -> LoadedModel:
@@ -168,7 +168,7 @@ def _check_options(opts: RunOptions) -> None:
 
 def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     """Evaluate every task on every model; returns the run directory (None with write=False) and the records."""
-    from . import weights as W
+    from ..metrics import weights as W
 
     with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
                  progress=opts.progress):
@@ -176,7 +176,7 @@ def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
 
 
 def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
-    from . import weights as W
+    from ..metrics import weights as W
 
     _check_options(opts)
     configs = _resolve_configs(opts)
@@ -252,7 +252,7 @@ def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
                                          "environment": library_versions(), "git": git_state(),
                                          "device": describe_device(device)})
     if opts.leaderboard:
-        from .reporting.leaderboard import append_records
+        from ..reporting.leaderboard import append_records
 
         append_records(opts.leaderboard, records)
     return out, records
@@ -262,7 +262,7 @@ def _run_task(cls, cfg, ctx: EvalContext, cache: Cache, device: torch.device, ou
     """(result, images used per split, pretrained weights used): computed, or served whole from the cache.
 
     Both paths return the result as it went through the cache's JSON, so a
-    served record is identical to the one first computed (diffae_bench.result_cache).
+    served record is identical to the one first computed (diffae_bench.harness.result_cache).
     """
     from . import result_cache as RC
 
@@ -281,7 +281,7 @@ def parse_task_options(items: list[str]) -> dict:
     """--set task.field=value -> {task: {field: "value"}}.
 
     Values stay strings here: Task.make_config converts each to its config
-    field's type (diffae_bench.options), so "False" is False for a bool field,
+    field's type (diffae_bench.harness.options), so "False" is False for a bool field,
     "10,20" is (10, 20) for a tuple of ints, and "abc" for an int is an error.
     """
     out: dict = {}

@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import distributed as dist
-from . import rng
+from .. import distributed as dist
+from .. import rng
 from .cache import Cache
-from .checkpoint import state_dict_sha256
-from .data import ImageDataset, load_dataset
-from .errors import DataError
-from .models.base import DiffusionAutoencoder
+from ..checkpoint import state_dict_sha256
+from ..data import ImageDataset, load_dataset
+from ..errors import DataError
+from ..models.base import DiffusionAutoencoder
 
 PRIOR_TRAIN_CODES = 10_000  # training images whose codes a data-derived prior (prior.uses_train_codes) draws from
 
@@ -368,7 +368,7 @@ class EvalContext:
     # -- Frechet distances ----------------------------------------------------------
     def real_features(self, space, split: str, n: int) -> torch.Tensor:
         """float64 features of the first n images of a split, cached by data hash and the network's hash."""
-        from .frechet import extract
+        from ..metrics.frechet import extract
 
         def compute():
             return {"f": extract(space, self.images(split, n), self.batch_size, self.progress,

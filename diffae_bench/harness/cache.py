@@ -30,9 +30,9 @@ from typing import Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import distributed as dist
-from .checkpoint import atomic_write_bytes
-from .paths import default_cache_dir
+from .. import distributed as dist
+from ..checkpoint import atomic_write_bytes
+from ..paths import default_cache_dir
 
 CACHE_VERSION = 3  # bump when what an entry holds changes meaning (2: codes keep the model's order; 3: identity)
 ENV_VAR = "DIFFAE_BENCH_CACHE"  # the cache folder (data/_common.default_cache_dir)
@@ -61,10 +61,10 @@ def source_hash(root: Path | None = None) -> str:
 def weights_identity() -> dict[str, str | None]:
     """sha256 of each pretrained weight file the run may load (None where absent); hashed once per file version.
 
-    The file is the one this run would load (diffae_bench.weights.where: an
+    The file is the one this run would load (diffae_bench.metrics.weights.where: an
     explicit --lpips-weights / --inception-weights path, or torch.hub's cache).
     """
-    from . import weights as W
+    from ..metrics import weights as W
 
     out = {}
     for name, w in W.KNOWN.items():
@@ -79,8 +79,8 @@ def environment_identity() -> dict:
     The same factors as the numerics fingerprint a record carries, so a value computed with other
     kernels is never served under this run's fingerprint.
     """
-    from .numerics import blas_kernels, cpu_capability
-    from .provenance import library_versions
+    from ..numerics import blas_kernels, cpu_capability
+    from ..provenance import library_versions
 
     versions = library_versions()
     return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},

@@ -11,7 +11,7 @@ results/perf/suite_profile_quick_shapes.md.
 
 from __future__ import annotations
 
-from .errors import BenchError
+from ..errors import BenchError
 
 # name -> {task: {config field: value}}; a task not listed keeps its defaults.
 PROFILES: dict[str, dict[str, dict]] = {

@@ -19,8 +19,8 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from .checkpoint import atomic_write_json
-from .errors import BenchError
+from ..checkpoint import atomic_write_json
+from ..errors import BenchError
 from .task import RENAMED_OPTIONS
 
 SCHEMA_VERSION = 1

@@ -23,19 +23,19 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from .checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkpoint, load_state_strict, optimizer_from_tensors,
+from ..checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkpoint, load_state_strict, optimizer_from_tensors,
                          optimizer_to_tensors, save_checkpoint, split_prefix, to_jsonable)
-from .data import load_dataset
-from .device import describe_device, resolve_device
-from .errors import BenchError, CheckpointError
-from .models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
-from .numerics import get_mode
-from .presets import PRESETS, TrainConfig
-from . import distributed as dist
-from .train_step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
+from ..data import load_dataset
+from ..device import describe_device, resolve_device
+from ..errors import BenchError, CheckpointError
+from ..models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
+from ..numerics import get_mode
+from ..presets import PRESETS, TrainConfig
+from .. import distributed as dist
+from .step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
                          make_optimizer, optimisation_step, step_setup)
 from .legs import leg_seed, start_leg, steps_to_total, total_images
-from .provenance import machine
+from ..provenance import machine
 from .x0_diagnostic import X0Diagnostic
 
 

@@ -19,7 +19,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from .errors import BenchError
+from ..errors import BenchError
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")

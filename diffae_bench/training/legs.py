@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import file_sha256, load_checkpoint, load_state_strict, split_prefix
-from .errors import BenchError, CheckpointError
-from .models.registry import resolve_checkpoint
+from ..checkpoint import file_sha256, load_checkpoint, load_state_strict, split_prefix
+from ..errors import BenchError, CheckpointError
+from ..models.registry import resolve_checkpoint
 
 LEG_KEYS = ("step", "images_seen", "batch_size", "lr", "wall_s", "machine", "numerics", "command")
 

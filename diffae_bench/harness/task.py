@@ -23,9 +23,9 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import BenchError
+from ..errors import BenchError
 from .options import replace_typed
-from .registry import Registry
+from ..registry import Registry
 
 # Options renamed without a change of meaning (issue 14: the number of DDIM
 # steps is `T` in every task, from the CLI flag to the sampler). The old name
@@ -99,7 +99,7 @@ class Task:
 
     @classmethod
     def make_config(cls, overrides: dict[str, Any] | None = None):
-        """The task's Config with overrides, each converted to its field's type (diffae_bench.options).
+        """The task's Config with overrides, each converted to its field's type (diffae_bench.harness.options).
 
         Unknown keys are an error with a suggestion; "feature_net.steps=100"
         sets a field of a nested config dataclass; a value that does not fit

@@ -2,7 +2,7 @@
 
 The `lpips` package ships its learned linear heads (lpips/weights/v0.1/alex.pth)
 but takes the AlexNet backbone from torchvision (`alexnet-owt-7be5be79.pth` in
-`$TORCH_HOME/hub/checkpoints/`). diffae_bench.weights finds it (or the file given
+`$TORCH_HOME/hub/checkpoints/`). diffae_bench.metrics.weights finds it (or the file given
 by --lpips-weights), fetches it where allowed, and checks its published sha256;
 when there is no such file LPIPS is unavailable, tasks leave its column empty
 and say why, and no other network is ever reported under the name LPIPS.
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import weights as W
-from .checkpoint import file_sha256
+from ..checkpoint import file_sha256
 
 ALEXNET_FILE = W.KNOWN["alexnet"].file  # torchvision's ImageNet AlexNet (IMAGENET1K_V1)
 

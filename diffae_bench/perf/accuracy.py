@@ -30,13 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import load_dataset
-from .device import resolve_device
-from .models import load_model
-from .numerics import TOLERANCES, PathModes, apply_numeric_modes, get_mode, runs_natively
-from .perf import PeakMemory, machine_line
-from .train import TrainOptions, train_autoencoder
-from .train_step import BatchSource, StepSetup, make_loss_fn
+from ..data import load_dataset
+from ..device import resolve_device
+from ..models import load_model
+from ..numerics import TOLERANCES, PathModes, apply_numeric_modes, get_mode, runs_natively
+from .throughput import PeakMemory, machine_line
+from ..training.train import TrainOptions, train_autoencoder
+from ..training.step import BatchSource, StepSetup, make_loss_fn
 
 
 def _batched(fn, *xs: torch.Tensor, bs: int = 64) -> torch.Tensor:
@@ -45,14 +45,14 @@ def _batched(fn, *xs: torch.Tensor, bs: int = 64) -> torch.Tensor:
 
 
 def _recon_scores(x: torch.Tensor, rec: torch.Tensor) -> tuple[float, float]:
-    from .tasks.reconstruction import score_reconstruction
+    from ..tasks.reconstruction import score_reconstruction
 
     s = score_reconstruction(x.cpu(), rec.cpu())
     return float(s["ssim"].mean()), float(s["mse"].mean())
 
 
 def _probe_auroc(z_tr: torch.Tensor, y_tr: np.ndarray, z_te: torch.Tensor, y_te: np.ndarray) -> float:
-    from .tasks.linear_probe import fit_probe, mean_auroc
+    from ..tasks.linear_probe import fit_probe, mean_auroc
 
     probs = [fit_probe(z_tr.cpu().numpy(), y_tr[:, a], z_te.cpu().numpy()) for a in range(y_tr.shape[1])]
     return mean_auroc(y_te, probs)[0]

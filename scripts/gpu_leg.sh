@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 21, part 2: one further training leg of the six references in ONE device call (no evaluation:
 # section 3 is measured on the CPU afterwards). All six train at once on the one GPU, each from the
-# weights in $INIT_FROM/<name> (diffae_bench/legs.py), and stop at an image total that is the same for
+# weights in $INIT_FROM/<name> (diffae_bench/training/legs.py), and stop at an image total that is the same for
 # the three models of a data set (MNIST_IMAGES, SHAPES_IMAGES: over all legs, so the comparison between
 # Diff-AE, DDIM and DMZ stays at equal budgets); SECONDS is only a cap. A model that reaches its total
 # early frees the GPU for the others (they share it by time slicing).
@@ -12,8 +12,19 @@
 # Back in $OUT (8 files at most): model-<name>.tar x 6 (exports without the old latent file), logs.tar.gz.
 #
 #   device run:  INIT_FROM=.leg/init bash scripts/gpu_leg.sh     carry: .whl .refdata .leg    (timeout_s 590)
-#   next leg:    INIT_FROM=results/models INIT_SHAPES=none bash scripts/gpu_leg.sh     carry: .refdata
-#                (.refdata/mnist: a copy of ../shared/data/mnist, not a link; results/models travels as tracked files)
+#   next leg:    DATASETS=shapes INIT_FROM=results/models INIT_SHAPES=none BATCH_SHAPES=256 LR_SHAPES=4e-4 WARMUP=200
+#                SHAPES_IMAGES=640000 SECONDS_CAP=360 bash scripts/gpu_leg.sh      carry: nothing  (timeout_s 590)
+#                (the step is launch-bound at ~112 ms of CPU dispatch, ~9 steps/s per process whatever the batch:
+#                360 s buy ~3,000 steps, so batch 256 x 2,500 steps, 4x the references' images at their steps,
+#                leaves margin for three processes sharing the GPU; lr by the sqrt-batch rule from 2e-4 at 64.
+#                CPU smoke of the same: SMOKE=1 PY=.venv/bin/python DATASETS=shapes INIT_FROM=results/models
+#                INIT_SHAPES=none LEG_SLACK=500, 79 s.)
+#                (shapes is generated, so the call needs no data: the tree alone is 56.4 MiB of the 64 MiB a
+#                call may send. MNIST legs carry .refdata, a copy of ../shared/data/mnist, not a link: 10.9 MiB,
+#                which puts the call 3.3 MiB over the limit since 2026-11-27; the tracked tree must shrink first.
+#                New-architecture shapes exports take 22.1 MB against the legacy references' 26.0 MB (smoke
+#                tars), so replacing the shapes references frees 3.7 MiB: an MNIST call would then just fit.)
+#   before any call, here: python3 scripts/device_payload.py [CARRY ...]   (exit 1: the call would be refused)
 #   smoke here:  SMOKE=1 PY=.venv/bin/python INIT_FROM=results/models INIT_SHAPES=none LEG_SLACK=500 bash scripts/gpu_leg.sh
 #                (CPU, ~4 min: the Diff-AE latent stage encodes all 60,000 MNIST images, past the default slack)
 # INIT_MNIST / INIT_SHAPES override INIT_FROM per data set; "none" trains that data set from scratch.
@@ -30,6 +41,10 @@ PY="${PY:-python3}"
 SMOKE="${SMOKE:-0}"
 INIT_FROM="${INIT_FROM:?INIT_FROM=DIR holding <name>/checkpoint.safetensors for each of the six}"
 INIT_MNIST="${INIT_MNIST:-$INIT_FROM}"; INIT_SHAPES="${INIT_SHAPES:-$INIT_FROM}"   # "none": from scratch
+DATASETS="${DATASETS:-mnist shapes}"        # the data sets this leg trains (all three models of each)
+for data in $DATASETS; do
+  case "$data" in mnist|shapes) ;; *) echo "error: unknown data set '$data' in DATASETS (mnist, shapes)" >&2; exit 2;; esac
+done
 SECONDS_CAP="${SECONDS_CAP:-400}"           # training cap per model
 MNIST_IMAGES="${MNIST_IMAGES:-800000}"      # over all legs; the MNIST three start at 421,824
 SHAPES_IMAGES="${SHAPES_IMAGES:-540000}"    # over all legs; the shapes three start at 133,632-163,840
@@ -45,14 +60,16 @@ if [ "$SMOKE" = "1" ]; then
   DEV=cpu; export OMP_NUM_THREADS=1; SECONDS_CAP=15; BATCH=4; BATCH_SHAPES=4; COMMON=(--diag-every 2 --latent-steps 10)
 fi
 START=$(date +%s)
-note "gpu_leg.sh $(date -u +%FT%TZ) smoke=$SMOKE device=$DEV cap=${SECONDS_CAP}s batch=$BATCH lr=$LR shapes batch=$BATCH_SHAPES lr=$LR_SHAPES mode=$MODE mnist=$MNIST_IMAGES (from $INIT_MNIST) shapes=$SHAPES_IMAGES (from $INIT_SHAPES) git=$(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
+note "gpu_leg.sh $(date -u +%FT%TZ) datasets=$DATASETS smoke=$SMOKE device=$DEV cap=${SECONDS_CAP}s batch=$BATCH lr=$LR shapes batch=$BATCH_SHAPES lr=$LR_SHAPES mode=$MODE mnist=$MNIST_IMAGES (from $INIT_MNIST) shapes=$SHAPES_IMAGES (from $INIT_SHAPES) git=$(git rev-parse --short HEAD 2>/dev/null || echo n/a)"
 . scripts/gpu_env.sh
 [ "$SMOKE" = "1" ] || gpu_wheels "$PY" || note "the carried wheels did not install"
 gpu_checkout "$PY"
 if [ "$SMOKE" = "1" ]; then  # two steps of 4 past the furthest-trained model of each data set in its INIT folder
-  smoke_total() { [ "$2" = none ] && { echo 8; return; }; $PY -c "from diffae_bench.legs import images_before as b
+  smoke_total() { [ "$2" = none ] && { echo 8; return; }; $PY -c "from diffae_bench.training.legs import images_before as b
 print(max(b('$2/' + m + '-small-$1') for m in ('diffae', 'ddim', 'dmz')) + 8)"; }
-  MNIST_IMAGES=$(smoke_total mnist "$INIT_MNIST"); SHAPES_IMAGES=$(smoke_total shapes "$INIT_SHAPES")
+  for data in $DATASETS; do
+    if [ "$data" = mnist ]; then MNIST_IMAGES=$(smoke_total mnist "$INIT_MNIST"); else SHAPES_IMAGES=$(smoke_total shapes "$INIT_SHAPES"); fi
+  done
   note "smoke targets: mnist=$MNIST_IMAGES shapes=$SHAPES_IMAGES"
 fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$SUMMARY"
@@ -73,18 +90,20 @@ leg() {  # leg DATASET IMAGES NAMES [--mnist-root DIR]
 # ddim-small-mnist ran out of memory at step 0): cap its workspace, start the two data sets 15 s apart,
 # and rerun a model that failed on its own afterwards (alone it trains at ~7,000 img/s).
 export CUDNN_CONV_WSCAP_DBG=4096
-leg mnist "$MNIST_IMAGES" diffae-small-mnist,ddim-small-mnist,dmz-small-mnist --mnist-root .refdata/mnist &
-sleep 15
-leg shapes "$SHAPES_IMAGES" diffae-small-shapes,ddim-small-shapes,dmz-small-shapes &
+uses() { case " $DATASETS " in *" $1 "*) return 0;; esac; return 1; }
+uses mnist && leg mnist "$MNIST_IMAGES" diffae-small-mnist,ddim-small-mnist,dmz-small-mnist --mnist-root .refdata/mnist &
+uses mnist && uses shapes && sleep 15
+uses shapes && leg shapes "$SHAPES_IMAGES" diffae-small-shapes,ddim-small-shapes,dmz-small-shapes &
 wait
-for name in diffae-small-mnist ddim-small-mnist dmz-small-mnist diffae-small-shapes ddim-small-shapes dmz-small-shapes; do
+NAMES=(); for data in $DATASETS; do NAMES+=(diffae-small-$data ddim-small-$data dmz-small-$data); done
+for name in "${NAMES[@]}"; do
   data=${name##*-}; [ -f "$WORK/export-$data/$name/checkpoint.safetensors" ] && continue
   images=$MNIST_IMAGES; extra=(--mnist-root .refdata/mnist); [ "$data" = shapes ] && { images=$SHAPES_IMAGES; extra=(); }
   mv "$WORK/runs-$data/$name" "$WORK/runs-$data/$name.failed" 2>/dev/null
   note "rerun $name alone"; leg "$data" "$images" "$name" "${extra[@]}"
 done
 cat "$SUMMARY"; cat "$LOGS"/leg-*.log | grep -vE '^\s*$' | tail -n 40
-for data in mnist shapes; do
+for data in $DATASETS; do
   for d in "$WORK"/runs-$data/*/; do
     n=$(basename "$d"); cp "$d/x0_diagnostic.jsonl" "$LOGS/x0-$n.jsonl" 2>/dev/null; cp "$d/config.json" "$LOGS/config-$n.json" 2>/dev/null
   done

@@ -95,23 +95,34 @@ uses mnist && leg mnist "$MNIST_IMAGES" diffae-small-mnist,ddim-small-mnist,dmz-
 uses mnist && uses shapes && sleep 15
 uses shapes && leg shapes "$SHAPES_IMAGES" diffae-small-shapes,ddim-small-shapes,dmz-small-shapes &
 wait
+# What comes back is what is in $OUT when the call ends, also when it is killed at its timeout:
+# collect the exports and logs as soon as the legs end, and again after any rerun.
+collect() {
+  for data in $DATASETS; do
+    for d in "$WORK"/runs-$data/*/; do
+      n=$(basename "$d"); cp "$d/x0_diagnostic.jsonl" "$LOGS/x0-$n.jsonl" 2>/dev/null; cp "$d/config.json" "$LOGS/config-$n.json" 2>/dev/null
+    done
+    cp "$WORK/export-$data/manifest.json" "$LOGS/manifest-$data.json" 2>/dev/null
+    for d in "$WORK"/export-$data/*/; do
+      [ -d "$d" ] && tar cf "$OUT/model-$(basename "$d").tar" -C "$WORK/export-$data" "$(basename "$d")"
+    done
+  done
+  tar czf "$OUT/logs.tar.gz" -C "$WORK" logs
+}
+collect
+# A rerun only where a whole leg still fits before DEADLINE_S (the call's timeout_s less a margin).
+DEADLINE_S="${DEADLINE_S:-$([ "$SMOKE" = 1 ] && echo 100000 || echo 570)}"
 NAMES=(); for data in $DATASETS; do NAMES+=(diffae-small-$data ddim-small-$data dmz-small-$data); done
+RERUN=0
 for name in "${NAMES[@]}"; do
   data=${name##*-}; [ -f "$WORK/export-$data/$name/checkpoint.safetensors" ] && continue
+  left=$(( START + DEADLINE_S - $(date +%s) )); need=$(( SECONDS_CAP + ${LEG_SLACK:-150} ))
+  if [ "$left" -lt "$need" ]; then note "$name failed; no rerun: ${left} s left before the deadline, a leg may take ${need} s"; continue; fi
   images=$MNIST_IMAGES; extra=(--mnist-root .refdata/mnist); [ "$data" = shapes ] && { images=$SHAPES_IMAGES; extra=(); }
   mv "$WORK/runs-$data/$name" "$WORK/runs-$data/$name.failed" 2>/dev/null
-  note "rerun $name alone"; leg "$data" "$images" "$name" "${extra[@]}"
+  note "rerun $name alone"; leg "$data" "$images" "$name" "${extra[@]}"; RERUN=1
 done
 cat "$SUMMARY"; cat "$LOGS"/leg-*.log | grep -vE '^\s*$' | tail -n 40
-for data in $DATASETS; do
-  for d in "$WORK"/runs-$data/*/; do
-    n=$(basename "$d"); cp "$d/x0_diagnostic.jsonl" "$LOGS/x0-$n.jsonl" 2>/dev/null; cp "$d/config.json" "$LOGS/config-$n.json" 2>/dev/null
-  done
-  cp "$WORK/export-$data/manifest.json" "$LOGS/manifest-$data.json" 2>/dev/null
-  for d in "$WORK"/export-$data/*/; do
-    [ -d "$d" ] && tar cf "$OUT/model-$(basename "$d").tar" -C "$WORK/export-$data" "$(basename "$d")"
-  done
-done
-tar czf "$OUT/logs.tar.gz" -C "$WORK" logs
+[ "$RERUN" = 1 ] && collect
 ls -la "$OUT"; note "total $(( $(date +%s) - START )) s"
 grep -hE '^\{"name"' "$LOGS"/train-*.log | cut -c1-300

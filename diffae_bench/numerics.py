@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from dataclasses import dataclass, fields
 
 import torch
@@ -137,6 +138,49 @@ def cpu_capability() -> str:
         return "unknown"
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().split("\n\n", 1)[0].splitlines()
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def cpu_vendor() -> str:
+    """"intel", "amd" or "other": the x86 vendor, which oneMKL dispatches on besides the instruction set."""
+    import platform
+
+    text = _cpuinfo().get("vendor_id") or platform.processor()
+    return "intel" if "Intel" in text else "amd" if "AMD" in text else "other"
+
+
+@functools.lru_cache(maxsize=1)
+def mkl_branch() -> str | None:
+    """Which code path torch's CPU matrix products (oneMKL's SGEMM) take: "mkl-amd", "mkl-intel-AVX512", ...
+
+    oneMKL picks its kernels by vendor as well as by instruction set: on AMD CPUs it runs its
+    generic path whatever the ISA (MKL_ENABLE_INSTRUCTIONS changes no bit there, measured in
+    session 7), on Intel ones the path of the ISA, capped by MKL_ENABLE_INSTRUCTIONS. Measured
+    2026-11-27 on an AMD EPYC: changing only that path (MKL_CBWR=COMPATIBLE) moved 6 of the
+    reference subset's 217 shapes values beyond the exact gate's 1e-4 (few-label AUROCs and small
+    z_usage gaps), so machines that ATen and OpenBLAS both call "AVX512 / SkylakeX" but whose MKL
+    runs other kernels must not share an exact baseline. None without MKL (e.g. Arm builds).
+    """
+    import platform
+
+    if not torch.backends.mkl.is_available() or platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    vendor = cpu_vendor()
+    if vendor != "intel":
+        return f"mkl-{vendor}"
+    flags = set(_cpuinfo().get("flags", "").split())
+    level = os.environ.get("MKL_ENABLE_INSTRUCTIONS", "").upper() or (
+        "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE")
+    return f"mkl-intel-{level}"
+
+
 @functools.lru_cache(maxsize=1)
 def blas_kernels() -> str:
     """numpy's BLAS and the kernel family it dispatched to at load time: "openblas-SkylakeX" (honours OPENBLAS_CORETYPE).
@@ -169,6 +213,7 @@ def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
     fp = {"device_type": device.type,
           "cpu_capability": cpu_capability() if device.type == "cpu" else None,
           "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+          "mkl": mkl_branch() if device.type == "cpu" else None,  # torch's CPU matrix products
           "blas": blas_kernels(),  # the probes, Frechet distances and other numpy / scipy linear algebra
           "torch": torch.__version__,
           "numeric_mode": numeric_mode}
@@ -177,13 +222,15 @@ def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
 
 
 def fingerprint_id(fp: dict) -> str:
-    """A short readable id of a numerics fingerprint: "cpu-AVX512-openblas-SkylakeX-torch2.14.1-fp32".
+    """A short readable id of a numerics fingerprint: "cpu-AVX512-mkl-amd-openblas-SkylakeX-torch2.14.1-fp32".
 
-    Records made before the BLAS was fingerprinted (2026-11-27) have none: "cpu-AVX512-torch2.14.1-fp32".
+    Older records keep the id they were made with: without "mkl-..." before 2026-11-27 (session 8),
+    without the BLAS too before session 7 ("cpu-AVX512-torch2.14.1-fp32").
     """
     kind = fp["cpu_capability"] if fp["device_type"] == "cpu" else (fp.get("cuda_device") or "").replace(" ", "_")
+    mkl = f"-{fp['mkl']}" if fp.get("mkl") else ""
     blas = f"-{fp['blas']}" if fp.get("blas") else ""
-    return f"{fp['device_type']}-{kind}{blas}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
+    return f"{fp['device_type']}-{kind}{mkl}{blas}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
 
 
 def parse_modes(spec: str, device: torch.device | str) -> PathModes:

@@ -11,8 +11,10 @@ committed models on a fresh cache, prints the tables and gates the numbers in tw
   family, torch, numeric mode; results/ci/exact/<fingerprint id>.json): there a number may not
   move beyond REL_TOL unless its task version was bumped. Other CPU kernels (AVX2 vs AVX-512)
   round differently, so across machines only the statistical gate applies.
-`--cpu-kernels avx2` runs the subset with ATen's and oneDNN's AVX2 kernels
-(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), so one machine checks both kernel families.
+`--cpu-kernels avx2` runs the subset with ATen's, oneDNN's and oneMKL's AVX2 kernels
+(ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2), so one machine
+checks both kernel families. oneMKL also dispatches by CPU vendor (numerics.mkl_branch), so Intel
+and AMD machines hold separate exact baselines.
 Each lane also pins OpenBLAS's kernels (numpy / scipy: the probes, Frechet distances) to its
 family's (OPENBLAS_CORE): OpenBLAS picks them by CPU model, so two machines that ATen calls
 "AVX512" may otherwise run different ones.
@@ -36,7 +38,9 @@ MODELS_DIR = ROOT / "results" / "models"
 CI_DIR = ROOT / "results" / "ci"
 EXACT_DIR = CI_DIR / "exact"  # <numerics fingerprint id>.json: {data: {value key: value}}
 # The CPU kernel families a machine can be told to use; "native" = whatever it has.
-CPU_KERNELS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+# oneMKL's cap changes nothing on AMD CPUs (generic path) and keeps Intel ones on their AVX2 path.
+CPU_KERNELS = {"native": {},
+               "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
 # OpenBLAS's kernels per ATen kernel family (OPENBLAS_CORETYPE), pinned in every lane: the 2026-11-27
 # AVX-512 baseline reproduces with OpenBLAS's Haswell kernels, and the next AVX-512 EPYC machine's
 # OpenBLAS chose SkylakeX, which moved a few-label AUROC by 3e-4 (before linear_probe v3 made ties robust).

@@ -272,10 +272,11 @@ def test_cache_keys_hold_the_suites_code_libraries_and_weights(tmp_path, monkeyp
     assert C.source_hash(tmp_path) != before  # a changed sampler is another identity
     key = Cache.key("x_T", {"n": 4})
     identity = C.environment_identity()
-    assert set(identity) == {"source", "libraries", "cpu_capability", "blas", "weights"}
+    assert set(identity) == {"source", "libraries", "cpu_capability", "mkl", "blas", "weights"}
     assert set(identity["libraries"]) >= {"torch", "scikit-learn", "torch-fidelity"}
     assert set(identity["weights"]) == {"alexnet-owt-7be5be79.pth", "weights-inception-2015-12-05-6726825d.pth"}
     for part, value in [("source", "0" * 64), ("cpu_capability", "AVX2" if identity["cpu_capability"] != "AVX2" else "X"),
+                        ("mkl", "mkl-intel-AVX512" if identity["mkl"] != "mkl-intel-AVX512" else "mkl-amd"),
                         ("blas", identity["blas"] + "-other"), ("weights", {"alexnet-owt-7be5be79.pth": "f" * 64})]:
         monkeypatch.setattr(C, "environment_identity", lambda: {**identity, part: value})
         assert Cache.key("x_T", {"n": 4}) != key, part

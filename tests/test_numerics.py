@@ -55,7 +55,8 @@ def test_numerics_fingerprint_names_the_kernels_torch_and_mode():
     fp = numerics_fingerprint("cpu", "fp32")
     assert fp["cpu_capability"] == cpu_capability() == str(torch.backends.cpu.get_cpu_capability())
     assert fp["torch"] == torch.__version__ and fp["numeric_mode"] == "fp32"
-    assert fp["id"] == f"cpu-{cpu_capability()}-{fp['blas']}-torch{torch.__version__.split('+')[0]}-fp32"
+    mkl = f"-{fp['mkl']}" if fp["mkl"] else ""
+    assert fp["id"] == f"cpu-{cpu_capability()}{mkl}-{fp['blas']}-torch{torch.__version__.split('+')[0]}-fp32"
 
 
 def test_fingerprint_names_numpys_blas_kernels_and_honours_openblas_coretype():
@@ -78,6 +79,37 @@ def test_fingerprint_names_numpys_blas_kernels_and_honours_openblas_coretype():
     old = {"device_type": "cpu", "cpu_capability": "AVX512", "torch": "2.14.1+cu130", "numeric_mode": "fp32"}
     assert fingerprint_id(old) == "cpu-AVX512-torch2.14.1-fp32"
     assert fingerprint_id({**old, "blas": "openblas-Haswell"}) == "cpu-AVX512-openblas-Haswell-torch2.14.1-fp32"
+    assert (fingerprint_id({**old, "mkl": "mkl-amd", "blas": "openblas-SkylakeX"})
+            == "cpu-AVX512-mkl-amd-openblas-SkylakeX-torch2.14.1-fp32")
+
+
+def test_mkl_branch_names_the_vendor_and_on_intel_the_capped_instruction_set(monkeypatch):
+    """oneMKL runs a generic path on AMD CPUs and the ISA's (capped by MKL_ENABLE_INSTRUCTIONS) on Intel ones."""
+    import platform
+
+    import diffae_bench.numerics as N
+
+    if not torch.backends.mkl.is_available() or platform.machine().lower() not in ("x86_64", "amd64"):
+        assert N.mkl_branch() is None
+        return
+    intel = {"vendor_id": "GenuineIntel", "flags": "fpu sse2 avx avx2 avx512f avx512bw"}
+    amd = {"vendor_id": "AuthenticAMD", "flags": intel["flags"]}
+    cases = [(intel, None, "mkl-intel-AVX512"), (intel, "AVX2", "mkl-intel-AVX2"),
+             ({**intel, "flags": "fpu sse2 avx avx2"}, None, "mkl-intel-AVX2"), (amd, None, "mkl-amd"),
+             (amd, "AVX2", "mkl-amd")]
+    try:
+        for info, cap, expected in cases:
+            monkeypatch.setattr(N, "_cpuinfo", lambda info=info: info)
+            if cap is None:
+                monkeypatch.delenv("MKL_ENABLE_INSTRUCTIONS", raising=False)
+            else:
+                monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", cap)
+            N.mkl_branch.cache_clear()
+            assert N.mkl_branch() == expected, (info, cap)
+    finally:
+        monkeypatch.undo()
+        N.mkl_branch.cache_clear()
+    assert N.mkl_branch() == f"mkl-{N.cpu_vendor()}" or N.mkl_branch().startswith("mkl-intel-")
 
 
 def test_bf16_runs_the_network_under_autocast_and_the_sampler_in_fp32():

@@ -79,12 +79,14 @@ def test_avx2_lane_really_runs_avx2_kernels():
     import subprocess
     import sys
 
-    code = ("import torch; from diffae_bench.numerics import blas_kernels; "
-            "print(torch.backends.cpu.get_cpu_capability(), blas_kernels())")
+    code = ("import torch; from diffae_bench.numerics import blas_kernels, mkl_branch; "
+            "print(torch.backends.cpu.get_cpu_capability(), blas_kernels(), mkl_branch())")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **lane_env("avx2")}, capture_output=True,
                          text=True, check=True)
-    aten, blas = out.stdout.split()
+    aten, blas, mkl = out.stdout.split()
     assert aten == "AVX2"
+    if mkl.startswith("mkl-intel"):  # oneMKL capped to AVX2 on Intel; AMD CPUs run its generic path anyway
+        assert mkl == "mkl-intel-AVX2"
     if blas.startswith("openblas-"):  # numpy's BLAS runs the AVX2 machines' kernels too
         assert blas == "openblas-Haswell"
 
@@ -98,6 +100,7 @@ def test_lanes_pin_openblas_to_their_kernel_family(monkeypatch):
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("OpenBLAS core types are x86 names")
     assert lane_env("avx2") == {**CPU_KERNELS["avx2"], "OPENBLAS_CORETYPE": "Haswell"}
+    assert lane_env("avx2")["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
     for family, core in OPENBLAS_CORE.items():
         monkeypatch.setattr(N, "cpu_capability", lambda family=family: family)
         assert lane_env("native") == {"OPENBLAS_CORETYPE": core}

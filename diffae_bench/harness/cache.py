@@ -74,17 +74,18 @@ def weights_identity() -> dict[str, str | None]:
 
 
 def environment_identity() -> dict:
-    """What every cached value depends on besides its own key: code, libraries, CPU and BLAS kernels, weights.
+    """What every cached value depends on besides its own key: code, libraries, CPU, MKL and BLAS kernels, weights.
 
     The same factors as the numerics fingerprint a record carries, so a value computed with other
     kernels is never served under this run's fingerprint.
     """
-    from ..numerics import blas_kernels, cpu_capability
+    from ..numerics import blas_kernels, cpu_capability, mkl_branch
     from ..provenance import library_versions
 
     versions = library_versions()
     return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},
-            "cpu_capability": cpu_capability(), "blas": blas_kernels(), "weights": weights_identity()}
+            "cpu_capability": cpu_capability(), "mkl": mkl_branch(), "blas": blas_kernels(),
+            "weights": weights_identity()}
 
 
 class Cache:

@@ -45,6 +45,11 @@ DATASETS="${DATASETS:-mnist shapes}"        # the data sets this leg trains (all
 for data in $DATASETS; do
   case "$data" in mnist|shapes) ;; *) echo "error: unknown data set '$data' in DATASETS (mnist, shapes)" >&2; exit 2;; esac
 done
+# MNIST travels as a carried copy: without it the MNIST leg would fail after the device time is spent.
+case " $DATASETS " in *" mnist "*)
+  [ -f .refdata/mnist/train-images-idx3-ubyte.gz ] && [ ! -L .refdata/mnist ] || {
+    echo "error: DATASETS has mnist but .refdata/mnist is missing or a link: copy ../shared/data/mnist there and carry .refdata" >&2; exit 2; };;
+esac
 SECONDS_CAP="${SECONDS_CAP:-400}"           # training cap per model
 MNIST_IMAGES="${MNIST_IMAGES:-800000}"      # over all legs; the MNIST three start at 421,824
 SHAPES_IMAGES="${SHAPES_IMAGES:-540000}"    # over all legs; the shapes three start at 133,632-163,840

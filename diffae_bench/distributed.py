@@ -1,7 +1,7 @@
 """torchrun support: one process per device, gloo on CPUs, NCCL on GPUs.
 
-Training (train.py) shards every global batch across ranks and averages
-gradients with DistributedDataParallel; evaluation (context.py) splits each
+Training (training/train.py) shards every global batch across ranks and averages
+gradients with DistributedDataParallel; evaluation (harness/context.py) splits each
 batched model call across ranks by item index and gathers the results on every
 rank, so the tasks' scoring code runs unchanged and rank 0 alone writes
 records, figures, cache entries and checkpoints. With per-item seeds

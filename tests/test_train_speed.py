@@ -1,4 +1,4 @@
-"""Issue 21: the GPU training step (train_step.py), the high-t x0 diagnostic and scripts/gpu_perf.sh.
+"""Issue 21: the GPU training step (training/step.py), the high-t x0 diagnostic and scripts/gpu_perf.sh.
 
 There is no GPU here: the on-device step is exercised on the CPU (its code
 path minus CUDA itself), and everything that must not change on the CPU is

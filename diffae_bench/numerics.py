@@ -21,9 +21,9 @@ perf` showed it faster (APPROVED), on CUDA only: a CPU default must not
 depend on the CPU kind (AVX2-only machines run bf16 20-60x slower on reference
 kernels, AVX-512-BF16 ones natively), so every CPU defaults to fp32
 (`default_modes`). `numerics_fingerprint` names what else decides a number's
-exact bits (device, CPU kernel family, numpy's BLAS kernels, torch): records
-carry it, and exact reproduction is only expected between runs with the same
-fingerprint.
+exact bits (device, CPU kernel family, oneMKL's code path, numpy's BLAS kernels,
+torch): records carry it, and exact reproduction is only expected between runs
+with the same fingerprint.
 """
 
 from __future__ import annotations
@@ -138,6 +138,13 @@ def cpu_capability() -> str:
         return "unknown"
 
 
+def is_x86() -> bool:
+    """An x86-64 CPU: where OpenBLAS's core types and oneMKL's code paths exist."""
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
     try:
@@ -168,9 +175,7 @@ def mkl_branch() -> str | None:
     z_usage gaps), so machines that ATen and OpenBLAS both call "AVX512 / SkylakeX" but whose MKL
     runs other kernels must not share an exact baseline. None without MKL (e.g. Arm builds).
     """
-    import platform
-
-    if not torch.backends.mkl.is_available() or platform.machine().lower() not in ("x86_64", "amd64"):
+    if not torch.backends.mkl.is_available() or not is_x86():
         return None
     vendor = cpu_vendor()
     if vendor != "intel":

@@ -8,7 +8,8 @@ results/ci/<data>/         the fast subset below, computed on a 2-core CPU: the 
 committed models on a fresh cache, prints the tables and gates the numbers in two ways:
 - statistically, on any machine: `bench compare` against results/ci/<data> (CIs + tolerance);
 - exactly, only against a baseline made with the same numerics fingerprint (device, CPU kernel
-  family, torch, numeric mode; results/ci/exact/<fingerprint id>.json): there a number may not
+  family, oneMKL's code path, numpy's BLAS kernels, torch, numeric mode;
+  results/ci/exact/<fingerprint id>.json): there a number may not
   move beyond REL_TOL unless its task version was bumped. Other CPU kernels (AVX2 vs AVX-512)
   round differently, so across machines only the statistical gate applies.
 `--cpu-kernels avx2` runs the subset with ATen's, oneDNN's and oneMKL's AVX2 kernels
@@ -72,14 +73,12 @@ def subset_args(dataset: str, out: Path, cache_dir: Path | None = None, quiet: b
 
 
 def lane_env(kernels: str) -> dict[str, str]:
-    """The environment a lane adds: ATen's / oneDNN's kernel family and, on x86, OpenBLAS's matching kernels."""
-    import platform
-
-    from .numerics import cpu_capability
+    """The environment a lane adds: ATen's / oneDNN's / oneMKL's kernel family and, on x86, OpenBLAS's matching kernels."""
+    from .numerics import cpu_capability, is_x86
 
     env = dict(CPU_KERNELS[kernels])
     family = "AVX2" if kernels == "avx2" else cpu_capability()
-    if family in OPENBLAS_CORE and platform.machine().lower() in ("x86_64", "amd64"):
+    if family in OPENBLAS_CORE and is_x86():
         env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE[family]
     return env
 

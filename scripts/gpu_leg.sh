@@ -45,11 +45,11 @@ DATASETS="${DATASETS:-mnist shapes}"        # the data sets this leg trains (all
 for data in $DATASETS; do
   case "$data" in mnist|shapes) ;; *) echo "error: unknown data set '$data' in DATASETS (mnist, shapes)" >&2; exit 2;; esac
 done
+uses() { case " $DATASETS " in *" $1 "*) return 0;; esac; return 1; }
 # MNIST travels as a carried copy: without it the MNIST leg would fail after the device time is spent.
-case " $DATASETS " in *" mnist "*)
-  [ -f .refdata/mnist/train-images-idx3-ubyte.gz ] && [ ! -L .refdata/mnist ] || {
-    echo "error: DATASETS has mnist but .refdata/mnist is missing or a link: copy ../shared/data/mnist there and carry .refdata" >&2; exit 2; };;
-esac
+if uses mnist && { [ ! -f .refdata/mnist/train-images-idx3-ubyte.gz ] || [ -L .refdata/mnist ]; }; then
+  echo "error: DATASETS has mnist but .refdata/mnist is missing or a link: copy ../shared/data/mnist there and carry .refdata" >&2; exit 2
+fi
 SECONDS_CAP="${SECONDS_CAP:-400}"           # training cap per model
 MNIST_IMAGES="${MNIST_IMAGES:-800000}"      # over all legs; the MNIST three start at 421,824
 SHAPES_IMAGES="${SHAPES_IMAGES:-540000}"    # over all legs; the shapes three start at 133,632-163,840
@@ -95,7 +95,6 @@ leg() {  # leg DATASET IMAGES NAMES [--mnist-root DIR]
 # ddim-small-mnist ran out of memory at step 0): cap its workspace, start the two data sets 15 s apart,
 # and rerun a model that failed on its own afterwards (alone it trains at ~7,000 img/s).
 export CUDNN_CONV_WSCAP_DBG=4096
-uses() { case " $DATASETS " in *" $1 "*) return 0;; esac; return 1; }
 uses mnist && leg mnist "$MNIST_IMAGES" diffae-small-mnist,ddim-small-mnist,dmz-small-mnist --mnist-root .refdata/mnist &
 uses mnist && uses shapes && sleep 15
 uses shapes && leg shapes "$SHAPES_IMAGES" diffae-small-shapes,ddim-small-shapes,dmz-small-shapes &

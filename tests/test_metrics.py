@@ -185,14 +185,13 @@ def test_few_label_auroc_of_binary_codes_is_the_same_on_every_openblas_kernel():
     """The reference subset's DMZ hard bits (shapes, 32 + 32 images; tests/data) split ties differently on
     OpenBLAS's Sandybridge and Haswell kernels before v3 (0.66425 vs 0.66428; SkylakeX 0.66399): not any more."""
     import os
-    import platform
     import subprocess
     import sys
     from pathlib import Path
 
-    from diffae_bench.numerics import blas_kernels
+    from diffae_bench.numerics import blas_kernels, is_x86
 
-    if not blas_kernels().startswith("openblas-") or platform.machine().lower() not in ("x86_64", "amd64"):
+    if not blas_kernels().startswith("openblas-") or not is_x86():
         pytest.skip("numpy's BLAS is not OpenBLAS on x86 here")
     fixture = Path(__file__).parent / "data" / "dmz_hard_bits_shapes_subset.npz"
     code = f"""

@@ -93,11 +93,9 @@ def test_avx2_lane_really_runs_avx2_kernels():
 
 def test_lanes_pin_openblas_to_their_kernel_family(monkeypatch):
     """Two machines that ATen calls AVX512 may load different OpenBLAS kernels: each lane names them (x86)."""
-    import platform
-
     import diffae_bench.numerics as N
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not N.is_x86():
         pytest.skip("OpenBLAS core types are x86 names")
     assert lane_env("avx2") == {**CPU_KERNELS["avx2"], "OPENBLAS_CORETYPE": "Haswell"}
     assert lane_env("avx2")["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"

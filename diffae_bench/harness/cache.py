@@ -11,8 +11,9 @@ on, never by a bare name, so no stale value can be served:
   models, sampler, networks, data, tasks; coarser than a per-entry dependency
   list, and so never wrong when an import is added), the library versions
   that change numbers (torch, numpy, scipy, scikit-learn, torch-fidelity,
-  lpips), the CPU kernel family, numpy's BLAS kernels (numerics.blas_kernels:
-  OpenBLAS picks them by CPU model, and records name them), and the presence and sha256 of every
+  lpips), the CPU kernel family, oneMKL's code path (numerics.mkl_branch: it
+  dispatches by CPU vendor), numpy's BLAS kernels (numerics.blas_kernels:
+  OpenBLAS picks them by CPU model; records name both), and the presence and sha256 of every
   pretrained weight file the suite may load;
 - the cache format version.
 Entries are safetensors files written atomically; the key's parts are stored

@@ -112,6 +112,38 @@ def test_mkl_branch_names_the_vendor_and_on_intel_the_capped_instruction_set(mon
     assert N.mkl_branch() == this_machine  # the machine's own branch again once the stand-ins are gone
 
 
+@pytest.mark.slow  # starts processes
+def test_mkl_branch_agrees_with_what_onemkl_says_it_runs():
+    """Independent reference: oneMKL's own verbose banner names the code path it dispatched to.
+
+    "Intel(R) Architecture processors" is its generic path (what it runs on AMD CPUs); on Intel it
+    names the instruction set ("... Intel(R) AVX2 ...", "... Intel(R) AVX-512 ..."). Checked natively
+    and with the AVX2 lane's cap.
+    """
+    import os
+    import subprocess
+    import sys
+
+    import diffae_bench.numerics as N
+
+    if not torch.backends.mkl.is_available() or not N.is_x86():
+        pytest.skip("torch has no oneMKL here")
+    code = ("import torch; torch.mm(torch.ones(8, 8), torch.ones(8, 8)); "
+            "from diffae_bench.numerics import mkl_branch; print('BRANCH', mkl_branch())")
+    for cap in (None, "AVX2"):
+        env = {**os.environ, "MKL_VERBOSE": "1"}
+        env.pop("MKL_ENABLE_INSTRUCTIONS", None)
+        if cap:
+            env["MKL_ENABLE_INSTRUCTIONS"] = cap
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        banner = next(line for line in out.splitlines() if line.startswith("MKL_VERBOSE oneMKL"))
+        branch = next(line.split()[1] for line in out.splitlines() if line.startswith("BRANCH"))
+        said = ("AVX512" if "AVX-512" in banner else "AVX2" if "AVX2" in banner
+                else "generic" if "Architecture processors" in banner else banner)
+        assert {"mkl-amd": "generic", "mkl-other": "generic"}.get(branch, branch.removeprefix("mkl-intel-")) == said, \
+            (cap, branch, banner)
+
+
 def test_bf16_runs_the_network_under_autocast_and_the_sampler_in_fp32():
     model = tiny_model()
     seen = []

@@ -13,6 +13,7 @@ pytest_collection_modifyitems, so none can forget it; the others carry
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -42,14 +43,32 @@ TRAIN_IMAGES = 512
 LATENT_STEPS = 300
 
 
+# Training the fixtures is the one place where the tensors are large enough for a second
+# thread to pay: on 2 idle cores the two fixtures took 62 + 71 s with 2 threads against
+# 99 + 117 s with 1 (2026-11-27). DIFFAE_BENCH_FIXTURE_THREADS=N overrides it (1 on a
+# loaded, shared machine). The tests only use what the fixtures learnt, never their bits.
+FIXTURE_THREADS = int(os.environ.get("DIFFAE_BENCH_FIXTURE_THREADS", str(min(2, os.cpu_count() or 1))))
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _train(root, model: str, latent: bool = False, **kw) -> dict:
     out = root / model
     opts = TrainOptions(model=model, preset="tiny", dataset="shapes", image_size=IMAGE_SIZE, steps=TRAIN_STEPS,
                         train_limit=TRAIN_IMAGES,
                         seed=0, out=str(out), ckpt_every=TRAIN_STEPS, device="cpu", progress=False, **kw)
-    summary = train_autoencoder(opts)
-    if latent:
-        summary["latent"] = train_latent(TrainOptions(**{**opts.__dict__, "steps": LATENT_STEPS}))
+    with _threads(FIXTURE_THREADS):
+        summary = train_autoencoder(opts)
+        if latent:
+            summary["latent"] = train_latent(TrainOptions(**{**opts.__dict__, "steps": LATENT_STEPS}))
     return {**summary, "dir": out}
 
 

@@ -82,7 +82,7 @@ def _names(value: str | Iterable[str], what: str) -> tuple[str, ...]:
 
 def evaluate(model, tasks: str | Sequence[str] = ("reconstruction", "linear_probe"), *, dataset: str | None = None,
              T: int | Sequence[int] | None = None, limit: int | None = None, seed: int = 0, device: str = "auto",
-             batch_size: int = 64, task_options: dict | None = None, dataset_options: dict | None = None,
+             batch_size: int = 64, threads: int | None = None, task_options: dict | None = None, dataset_options: dict | None = None,
              numeric_mode: str = "auto", out: str | Path | None = None, cache_dir: str | Path | None = None,
              offline: bool = False, progress: bool = False) -> Results:
     """Evaluate one model (or a list of them) on tasks; the same numbers as `bench run` with the same options.
@@ -94,13 +94,14 @@ def evaluate(model, tasks: str | Sequence[str] = ("reconstruction", "linear_prob
     out: a run directory to write records, figures and run.json to (default: nothing written).
     cache_dir: a cache folder to read and write (default: no cache, nothing written).
     offline: never download the LPIPS / FID weights (default: fetched on first use, sha256-checked).
+    threads: torch's CPU threads for the call (default: unchanged); bit-for-bit reproduction needs the same count.
     """
     from .harness.runner import RunOptions, run
 
     models = tuple(model) if isinstance(model, (list, tuple)) else (model,)
     steps = None if T is None else ((int(T),) if isinstance(T, int) else tuple(int(t) for t in T))
     opts = RunOptions(tasks=_names(tasks, "task"), models=models, dataset=dataset, limit=limit, T=steps, seed=seed,
-                      out=None if out is None else str(out), device=device, batch_size=batch_size,
+                      out=None if out is None else str(out), device=device, batch_size=batch_size, threads=threads,
                       cache_dir=None if cache_dir is None else str(cache_dir), use_cache=cache_dir is not None,
                       task_options={k: dict(v) for k, v in (task_options or {}).items()}, progress=progress,
                       numeric_mode=numeric_mode, dataset_options=dict(dataset_options or {}), write=out is not None,

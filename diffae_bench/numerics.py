@@ -220,6 +220,9 @@ def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
           "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
           "mkl": mkl_branch() if device.type == "cpu" else None,  # torch's CPU matrix products
           "blas": blas_kernels(),  # the probes, Frechet distances and other numpy / scipy linear algebra
+          # torch's CPU intra-op threads: oneDNN and oneMKL split a batch's work by thread, so the bits
+          # depend on the count (measured 2026-11-27: the reference subset moved on 3 threads, see cpu_threads)
+          "threads": cpu_threads() if device.type == "cpu" else None,
           "torch": torch.__version__,
           "numeric_mode": numeric_mode}
     fp["id"] = fingerprint_id(fp)
@@ -227,15 +230,31 @@ def numerics_fingerprint(device: torch.device | str, numeric_mode: str) -> dict:
 
 
 def fingerprint_id(fp: dict) -> str:
-    """A short readable id of a numerics fingerprint: "cpu-AVX512-mkl-amd-openblas-SkylakeX-torch2.14.1-fp32".
+    """A short readable id of a numerics fingerprint: "cpu-AVX512-mkl-amd-openblas-SkylakeX-2threads-torch2.14.1-fp32".
 
-    Older records keep the id they were made with: without "mkl-..." before 2026-11-27 (session 8),
-    without the BLAS too before session 7 ("cpu-AVX512-torch2.14.1-fp32").
+    Older records keep the id they were made with: without the threads before 2026-11-27 (session 9),
+    without "mkl-..." before session 8, without the BLAS too before session 7 ("cpu-AVX512-torch2.14.1-fp32").
     """
     kind = fp["cpu_capability"] if fp["device_type"] == "cpu" else (fp.get("cuda_device") or "").replace(" ", "_")
     mkl = f"-{fp['mkl']}" if fp.get("mkl") else ""
     blas = f"-{fp['blas']}" if fp.get("blas") else ""
-    return f"{fp['device_type']}-{kind}{mkl}{blas}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
+    threads = f"-{fp['threads']}threads" if fp.get("threads") else ""
+    return f"{fp['device_type']}-{kind}{mkl}{blas}{threads}-torch{fp['torch'].split('+')[0]}-{fp['numeric_mode']}"
+
+
+def cpu_threads() -> int:
+    """torch's CPU intra-op thread count: part of the numerics fingerprint.
+
+    oneDNN's convolutions and oneMKL's matrix products split a batch's work over the threads, and
+    the split changes the order of float additions unless it divides evenly. Measured on this
+    project's 2-core AMD EPYC (2026-11-27): the reference networks gave the same bits on 1, 2, 4 and
+    8 threads at batch 32 but not on 3, nor on 2 at batch 6, and the reference subset run on 3
+    threads moved 109 of its 374 values, one (a small z_usage gap) by 6.7e-4 relative, past the
+    exact gate's 1e-4. A machine whose torch defaults to 3, 6 or 12 threads (one per core) would
+    have failed that gate against a 2-core baseline; `bench run --threads N` pins the count and the
+    reference check pins 2 (references.CI_OPTIONS).
+    """
+    return torch.get_num_threads()
 
 
 def parse_modes(spec: str, device: torch.device | str) -> PathModes:

@@ -8,7 +8,8 @@ results/ci/<data>/         the fast subset below, computed on a 2-core CPU: the 
 committed models on a fresh cache, prints the tables and gates the numbers in two ways:
 - statistically, on any machine: `bench compare` against results/ci/<data> (CIs + tolerance);
 - exactly, only against a baseline made with the same numerics fingerprint (device, CPU kernel
-  family, oneMKL's code path, numpy's BLAS kernels, torch, numeric mode;
+  family, oneMKL's code path, numpy's BLAS kernels, torch's CPU threads (pinned to CHECK_THREADS
+  here), torch, numeric mode;
   results/ci/exact/<fingerprint id>.json): there a number may not
   move beyond REL_TOL unless its task version was bumped. Other CPU kernels (AVX2 vs AVX-512)
   round differently, so across machines only the statistical gate applies.
@@ -53,9 +54,13 @@ DATASETS = ("shapes", "mnist")
 # the latent DDIM / Bernoulli prior, the probes, the data-copying test and the decoder's use of
 # its code (z_usage), on 32 images per split with T = 10: about 3 minutes on 2 CPU cores.
 CI_TASKS = "reconstruction,linear_probe,memorization,z_usage"
+CHECK_THREADS = 2  # the CPU threads of every subset run: what results/ci and its exact baselines were made with
 CI_OPTIONS = ["--limit", "32", "--T", "10",
               "--set", "linear_probe.few_shot_k=3", "--set", "memorization.T_latent=10",
               "--device", "cpu", "--numeric-mode", "fp32", "--seed", "0",
+              # torch's thread count changes bits (numerics.cpu_threads): pinned, so a 3-, 6- or 12-core machine
+              # computes what the 2-core baselines did and the exact gate holds it to them
+              "--threads", str(CHECK_THREADS),
               # results/ci was made without LPIPS weights: a check fetches nothing (244 MB) and compares like with like
               "--offline"]
 # MNIST's first 32 images lack some digits (no 8 among the test ones): probe digits present in both splits.

@@ -55,7 +55,9 @@ def main() -> int:
         cmd = [sys.executable, "-m", "diffae_bench.cli", "run", "--offline",  # weights are carried, never fetched
                "--task", ",".join(tasks), "--model", str(Path(a.models) / name),
                "--dataset", data, "--out", str(out), "--numeric-mode", "fp32", "--device", a.device, "--seed", "0",
-               "--cache-dir", a.cache_dir, "--quiet"]
+               "--cache-dir", a.cache_dir, "--quiet",
+               # torch honours OMP_NUM_THREADS only up to the core count; --threads sets (and records) it exactly
+               "--threads", str(a.threads)]
         if data == "mnist" and a.mnist_root:
             cmd += ["--data-root", a.mnist_root]
         if a.smoke:

@@ -38,8 +38,9 @@ def two_runs(trained_diffae, trained_ddim, tmp_path_factory):
     """The same `bench run` twice (second from the cache) on the tiny Diff-AE and DDIM."""
     root = tmp_path_factory.mktemp("bench")
     models = f"{trained_diffae['dir']},{trained_ddim['dir']}"
+    # --threads: the tests' own thread count, so the records' numerics fingerprint is this process's
     common = ["run", "--task", "reconstruction,linear_probe", "--model", models, "--cache-dir", root / "cache",
-              "--leaderboard", root / "leaderboard.csv", *QUICK]
+              "--leaderboard", root / "leaderboard.csv", "--threads", str(torch.get_num_threads()), *QUICK]
     first = bench(*common, "--out", root / "run1")
     second = bench(*common, "--out", root / "run2")
     return root, first, second
@@ -57,7 +58,9 @@ def test_run_writes_records_with_provenance(two_runs, trained_diffae):
     assert rec["dataset"]["splits"]["test"]["n_used"] == 24 and len(rec["dataset"]["splits"]["test"]["content_hash"]) == 64
     assert rec["environment"]["torch"].startswith("2.") and "commit" in rec["git"] and rec["seed"] == 0
     assert rec["numeric_mode"] == "fp32" and rec["wall_s"] > 0
-    assert rec["numerics"]["id"] == numerics_fingerprint("cpu", "fp32")["id"]  # device, CPU kernels, torch, mode
+    assert rec["numerics"]["id"] == numerics_fingerprint("cpu", "fp32")["id"]  # device, CPU kernels, threads, torch, mode
+    n = torch.get_num_threads()
+    assert rec["numerics"]["threads"] == n and rec["device"].endswith(f" x{n} threads")
     keys = {m["key"] for m in rec["metrics"]}
     assert {"ssim/T=10/xT=inferred", "mse/T=10/xT=random", "psnr/T=10/xT=inferred"} <= keys
     for m in rec["metrics"]:
@@ -139,6 +142,7 @@ def test_every_task_declares_version_config_and_main_metric():
     (["--task", "reconstruction", "--model", "RUN", "--set", "reconstruction.n_imges=3"], "did you mean 'n_images'"),
     (["--task", "reconstruction", "--model", "RUN", "--dataset", "shapez"], "did you mean 'shapes'"),
     (["--task", "reconstruction", "--model", "RUN", "--limit", "1"], "at least 2 needed"),
+    (["--task", "reconstruction", "--model", "RUN", "--threads", "0"], "threads must be >= 1"),
 ])
 def test_run_bad_input_is_one_line_and_writes_no_record(trained_diffae, tmp_path, args, expect):
     args = [str(trained_diffae["dir"]) if a == "RUN" else a for a in args]
@@ -272,12 +276,12 @@ def test_cache_keys_hold_the_suites_code_libraries_and_weights(tmp_path, monkeyp
     assert C.source_hash(tmp_path) != before  # a changed sampler is another identity
     key = Cache.key("x_T", {"n": 4})
     identity = C.environment_identity()
-    assert set(identity) == {"source", "libraries", "cpu_capability", "mkl", "blas", "weights"}
+    assert set(identity) == {"source", "libraries", "cpu_capability", "mkl", "blas", "threads", "weights"}
     assert set(identity["libraries"]) >= {"torch", "scikit-learn", "torch-fidelity"}
     assert set(identity["weights"]) == {"alexnet-owt-7be5be79.pth", "weights-inception-2015-12-05-6726825d.pth"}
     for part, value in [("source", "0" * 64), ("cpu_capability", "AVX2" if identity["cpu_capability"] != "AVX2" else "X"),
                         ("mkl", "mkl-intel-AVX512" if identity["mkl"] != "mkl-intel-AVX512" else "mkl-amd"),
-                        ("blas", identity["blas"] + "-other"), ("weights", {"alexnet-owt-7be5be79.pth": "f" * 64})]:
+                        ("blas", identity["blas"] + "-other"), ("threads", identity["threads"] + 1), ("weights", {"alexnet-owt-7be5be79.pth": "f" * 64})]:
         monkeypatch.setattr(C, "environment_identity", lambda: {**identity, part: value})
         assert Cache.key("x_T", {"n": 4}) != key, part
     monkeypatch.undo()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,7 +57,9 @@ def test_numerics_fingerprint_names_the_kernels_torch_and_mode():
     assert fp["cpu_capability"] == cpu_capability() == str(torch.backends.cpu.get_cpu_capability())
     assert fp["torch"] == torch.__version__ and fp["numeric_mode"] == "fp32"
     mkl = f"-{fp['mkl']}" if fp["mkl"] else ""
-    assert fp["id"] == f"cpu-{cpu_capability()}{mkl}-{fp['blas']}-torch{torch.__version__.split('+')[0]}-fp32"
+    assert fp["threads"] == torch.get_num_threads()
+    assert fp["id"] == (f"cpu-{cpu_capability()}{mkl}-{fp['blas']}-{fp['threads']}threads"
+                        f"-torch{torch.__version__.split('+')[0]}-fp32")
 
 
 def test_fingerprint_names_numpys_blas_kernels_and_honours_openblas_coretype():
@@ -80,6 +83,8 @@ def test_fingerprint_names_numpys_blas_kernels_and_honours_openblas_coretype():
     assert fingerprint_id({**old, "blas": "openblas-Haswell"}) == "cpu-AVX512-openblas-Haswell-torch2.14.1-fp32"
     assert (fingerprint_id({**old, "mkl": "mkl-amd", "blas": "openblas-SkylakeX"})
             == "cpu-AVX512-mkl-amd-openblas-SkylakeX-torch2.14.1-fp32")
+    assert (fingerprint_id({**old, "mkl": "mkl-amd", "blas": "openblas-SkylakeX", "threads": 2})
+            == "cpu-AVX512-mkl-amd-openblas-SkylakeX-2threads-torch2.14.1-fp32")
 
 
 def test_mkl_branch_names_the_vendor_and_on_intel_the_capped_instruction_set(monkeypatch):
@@ -211,3 +216,37 @@ def test_runner_records_the_numeric_mode(tmp_path, monkeypatch):
     assert [r["numeric_mode"] for r in records] == [spec]
     with pytest.raises(BenchError, match="unknown numeric mode 'fp8'"):
         run(RunOptions(tasks=("reconstruction",), models=("numfactory:make",), numeric_mode="fp8", device="cpu"))
+
+
+
+def test_pinned_threads_give_the_same_record_whatever_the_process_default(tmp_path):
+    """torch's thread count can change bits (numerics.cpu_threads; measured: the reference subset on 3 threads
+    moved a z_usage gap by 6.7e-4 relative), so a run names it in its fingerprint, and `threads=` pins it:
+    from a process on 1 thread or on 3, a run pinned to 2 gives the same bits and the same fingerprint,
+    and leaves the process's own count as it was."""
+    from diffae_bench import evaluate
+
+    def records(default: int) -> list[dict]:
+        before = torch.get_num_threads()
+        torch.set_num_threads(default)
+        try:
+            res = evaluate("diffae-small-shapes", tasks=["reconstruction"], dataset="shapes", T=[3], limit=6,
+                           threads=2, device="cpu", offline=True, task_options={"reconstruction": {"lpips": False}})
+            assert torch.get_num_threads() == default  # restored
+            return res.records
+        finally:
+            torch.set_num_threads(before)
+
+    a, b = records(1), records(3)
+    assert a[0]["numerics"]["threads"] == 2 and "-2threads-" in a[0]["numerics"]["id"]
+    assert a[0]["numerics"] == b[0]["numerics"] and a[0]["device"] == b[0]["device"]
+    assert a[0]["device"].endswith(" x2 threads")
+    assert [m["value"] for m in a[0]["metrics"]] == [m["value"] for m in b[0]["metrics"]]
+
+
+def test_the_reference_check_pins_its_threads():
+    from diffae_bench.references import CHECK_THREADS, subset_args
+
+    for data in ("shapes", "mnist"):
+        args = subset_args(data, Path("out"))
+        assert args[args.index("--threads") + 1] == str(CHECK_THREADS)

@@ -183,6 +183,8 @@ def run(
     out: Optional[str] = typer.Option(None, help="run directory for records and figures (default runs/bench/<time>)"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
     batch_size: int = typer.Option(64, help="images per network batch"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: one per core); numbers agree across "
+                                          "counts to float rounding, bit for bit only at the same count (recorded)"),
     set_: list[str] = typer.Option([], "--set", help="task option, e.g. --set reconstruction.n_images=64 (repeatable)"),
     profile: Optional[str] = typer.Option(None, help="quick: smaller task sizes, ~4x less work, wider CIs (never "
                                                      "compared with default-size records); --set overrides it"),
@@ -215,7 +217,7 @@ def run(
     opts = RunOptions(tasks=tuple(t.strip() for t in task.split(",") if t.strip()),
                       models=tuple(m.strip() for m in model.split(",") if m.strip()), dataset=dataset,
                       data_root=data_root, limit=limit, T=T_values, seed=seed, out=out, device=device,
-                      batch_size=batch_size, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
+                      batch_size=batch_size, threads=threads, cache_dir=cache_dir, use_cache=not no_cache, leaderboard=leaderboard,
                       task_options=parse_task_options(set_), profile=profile, progress=progress_default(quiet), numeric_mode=numeric_mode,
                       dataset_options=parse_dataset_args(dataset_args),
                       offline=offline, lpips_weights=lpips_weights, inception_weights=inception_weights,

@@ -13,7 +13,8 @@ on, never by a bare name, so no stale value can be served:
   that change numbers (torch, numpy, scipy, scikit-learn, torch-fidelity,
   lpips), the CPU kernel family, oneMKL's code path (numerics.mkl_branch: it
   dispatches by CPU vendor), numpy's BLAS kernels (numerics.blas_kernels:
-  OpenBLAS picks them by CPU model; records name both), and the presence and sha256 of every
+  OpenBLAS picks them by CPU model; records name both), torch's CPU thread count
+  (numerics.cpu_threads: the split of a batch over threads can change the bits), and the presence and sha256 of every
   pretrained weight file the suite may load;
 - the cache format version.
 Entries are safetensors files written atomically; the key's parts are stored
@@ -75,17 +76,17 @@ def weights_identity() -> dict[str, str | None]:
 
 
 def environment_identity() -> dict:
-    """What every cached value depends on besides its own key: code, libraries, CPU, MKL and BLAS kernels, weights.
+    """What every cached value depends on besides its own key: code, libraries, CPU, MKL and BLAS kernels, threads, weights.
 
     The same factors as the numerics fingerprint a record carries, so a value computed with other
     kernels is never served under this run's fingerprint.
     """
-    from ..numerics import blas_kernels, cpu_capability, mkl_branch
+    from ..numerics import blas_kernels, cpu_capability, cpu_threads, mkl_branch
     from ..provenance import library_versions
 
     versions = library_versions()
     return {"source": source_hash(), "libraries": {k: versions.get(k) for k in NUMERIC_LIBRARIES},
-            "cpu_capability": cpu_capability(), "mkl": mkl_branch(), "blas": blas_kernels(),
+            "cpu_capability": cpu_capability(), "mkl": mkl_branch(), "blas": blas_kernels(), "threads": cpu_threads(),
             "weights": weights_identity()}
 
 

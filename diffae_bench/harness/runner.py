@@ -8,6 +8,8 @@ Each record is written atomically as soon as its task finishes.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 import json
 import sys
@@ -45,6 +47,8 @@ class RunOptions:
     out: str | None = None  # run directory; default runs/bench/<UTC time>
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     batch_size: int = 64  # images per network batch
+    threads: int | None = None  # torch's CPU threads for the run (restored after); None: torch's default, one per core.
+    #   Numbers agree across counts to float rounding, bit for bit only at the same count (numerics.cpu_threads)
     cache_dir: str | None = None  # default: $DIFFAE_BENCH_CACHE or ~/.cache/diffae_bench
     use_cache: bool = True  # False recomputes everything (and stores nothing)
     leaderboard: str | None = None  # CSV to append the records' rows to (e.g. results/leaderboard.csv)
@@ -171,8 +175,24 @@ def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     from ..metrics import weights as W
 
     with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
-                 progress=opts.progress):
+                 progress=opts.progress), cpu_threads(opts.threads):
         return _run(opts)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """torch's CPU threads set to n for the block (None: unchanged), restored after: an API call leaves none behind."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise BenchError(f"threads must be >= 1, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:

@@ -63,10 +63,13 @@ def criteria(rows: pd.DataFrame) -> list:
             c.threshold("linear_probe", "dmz", "mean_auroc/rep=hard", 0.9, True, "AUROC"), SHAPES)
 
     def uses_z(data, kind):
+        # The gap is relative (z_usage: extra loss with another image's code over the loss with its own), shown
+        # in percent: "yes" follows the test (CI above 0), and the size says how much z is used.
         e = c.get(data, kind, "z_usage", "gap/t=700")
-        return e and (beyond(e, 0.0), f"{e.value:.3g} [{e.low:.3g}, {e.high:.3g}]")
+        return e and (beyond(e, 0.0), f"+{100 * e.value:.3g} % [{100 * e.low:.3g}, {100 * e.high:.3g}]")
 
-    c.check("the decoder uses z at t = 700: z_usage gap's CI excludes 0", c.every(("diffae", "dmz"), uses_z))
+    c.check("the decoder uses z at t = 700: z_usage gap's CI excludes 0 (the gap: % more denoising loss with "
+            "another image's code)", c.every(("diffae", "dmz"), uses_z))
     return c.out
 
 

@@ -78,14 +78,28 @@ def subset_args(dataset: str, out: Path, cache_dir: Path | None = None, quiet: b
 
 
 def lane_env(kernels: str) -> dict[str, str]:
-    """The environment a lane adds: ATen's / oneDNN's / oneMKL's kernel family and, on x86, OpenBLAS's matching kernels."""
+    """The environment a lane adds: ATen's / oneDNN's / oneMKL's kernel family and, on x86, OpenBLAS's matching
+    kernels; the AVX2 lane also numpy's AVX2 ufunc code (numpy_avx512_targets)."""
     from .numerics import cpu_capability, is_x86
 
     env = dict(CPU_KERNELS[kernels])
     family = "AVX2" if kernels == "avx2" else cpu_capability()
     if family in OPENBLAS_CORE and is_x86():
         env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE[family]
+    if kernels == "avx2" and numpy_avx512_targets():
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(numpy_avx512_targets())
     return env
+
+
+def numpy_avx512_targets() -> list[str]:
+    """numpy's AVX-512 dispatch targets: the AVX2 lane turns them off, so numpy's ufuncs run its AVX2 code as
+    on an AVX2 machine. Its exp / log / power give other float64 bits with AVX-512 (measured 2026-11-27);
+    the subset's 374 values did not move with them off, so this keeps the lane faithful, not a number."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:  # another numpy layout: its dispatch is not steered
+        return []
+    return [t for t in __cpu_dispatch__ if t == "X86_V4" or t.startswith("AVX512")]
 
 
 def _bench(args: list[str], kernels: str = "native") -> int:

@@ -16,7 +16,8 @@ import pytest
 from diffae_bench.checkpoint import file_sha256
 from diffae_bench.models import load_model
 from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, OPENBLAS_CORE, REFERENCES,
-                                     ROOT, check, exact_baseline, lane_env, moved, numerics_id)
+                                     ROOT, check, exact_baseline, lane_env, moved, numerics_id,
+                                     numpy_avx512_targets)
 
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())["models"]
 
@@ -80,11 +81,12 @@ def test_avx2_lane_really_runs_avx2_kernels():
     import sys
 
     code = ("import torch; from diffae_bench.numerics import blas_kernels, mkl_branch; "
-            "print(torch.backends.cpu.get_cpu_capability(), blas_kernels(), mkl_branch())")
+            "from numpy._core._multiarray_umath import __cpu_features__ as f; "
+            "print(torch.backends.cpu.get_cpu_capability(), blas_kernels(), mkl_branch(), f.get('X86_V4', False))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **lane_env("avx2")}, capture_output=True,
                          text=True, check=True)
-    aten, blas, mkl = out.stdout.split()
-    assert aten == "AVX2"
+    aten, blas, mkl, numpy_v4 = out.stdout.split()
+    assert aten == "AVX2" and numpy_v4 == "False"  # numpy's ufuncs: AVX2 code too
     if mkl.startswith("mkl-intel"):  # oneMKL capped to AVX2 on Intel; AMD CPUs run its generic path anyway
         assert mkl == "mkl-intel-AVX2"
     if blas.startswith("openblas-"):  # numpy's BLAS runs the AVX2 machines' kernels too
@@ -97,7 +99,8 @@ def test_lanes_pin_openblas_to_their_kernel_family(monkeypatch):
 
     if not N.is_x86():
         pytest.skip("OpenBLAS core types are x86 names")
-    assert lane_env("avx2") == {**CPU_KERNELS["avx2"], "OPENBLAS_CORETYPE": "Haswell"}
+    npy = {"NPY_DISABLE_CPU_FEATURES": " ".join(numpy_avx512_targets())} if numpy_avx512_targets() else {}
+    assert lane_env("avx2") == {**CPU_KERNELS["avx2"], "OPENBLAS_CORETYPE": "Haswell", **npy}
     assert lane_env("avx2")["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
     for family, core in OPENBLAS_CORE.items():
         monkeypatch.setattr(N, "cpu_capability", lambda family=family: family)

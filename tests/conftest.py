@@ -13,12 +13,12 @@ pytest_collection_modifyitems, so none can forget it; the others carry
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import pytest
 import torch
 
+from diffae_bench.harness.runner import cpu_threads
 from diffae_bench.training.train import TrainOptions, train_autoencoder, train_latent
 
 # One intra-op thread in the test process (subprocesses keep torch's default): the suite's
@@ -50,22 +50,12 @@ LATENT_STEPS = 300
 FIXTURE_THREADS = int(os.environ.get("DIFFAE_BENCH_FIXTURE_THREADS", str(min(2, os.cpu_count() or 1))))
 
 
-@contextlib.contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _train(root, model: str, latent: bool = False, **kw) -> dict:
     out = root / model
     opts = TrainOptions(model=model, preset="tiny", dataset="shapes", image_size=IMAGE_SIZE, steps=TRAIN_STEPS,
                         train_limit=TRAIN_IMAGES,
                         seed=0, out=str(out), ckpt_every=TRAIN_STEPS, device="cpu", progress=False, **kw)
-    with _threads(FIXTURE_THREADS):
+    with cpu_threads(FIXTURE_THREADS):
         summary = train_autoencoder(opts)
         if latent:
             summary["latent"] = train_latent(TrainOptions(**{**opts.__dict__, "steps": LATENT_STEPS}))

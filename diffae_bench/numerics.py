@@ -247,12 +247,12 @@ def cpu_threads() -> int:
 
     oneDNN's convolutions and oneMKL's matrix products split a batch's work over the threads, and
     the split changes the order of float additions unless it divides evenly. Measured on this
-    project's 2-core AMD EPYC (2026-11-27): the reference networks gave the same bits on 1, 2, 4 and
-    8 threads at batch 32 but not on 3, nor on 2 at batch 6, and the reference subset run on 3
-    threads moved 109 of its 374 values, one (a small z_usage gap) by 6.7e-4 relative, past the
-    exact gate's 1e-4. A machine whose torch defaults to 3, 6 or 12 threads (one per core) would
-    have failed that gate against a 2-core baseline; `bench run --threads N` pins the count and the
-    reference check pins 2 (references.CI_OPTIONS).
+    project's 2-core AMD EPYC (2026-11-27): the reference Diff-AE's encoder and denoiser gave the
+    1-thread bits on 2, 4 and 8 threads at batch 32 but not on 3, and on none of 2, 3, 4, 8 at
+    batch 6; the reference subset run on 3 threads moved 109 of its 374 values, one (a small z_usage
+    gap) by 6.7e-4 relative, past the exact gate's 1e-4. So a machine whose torch defaults to 3
+    threads (one per core) would have failed that gate against a 2-core baseline; `bench run
+    --threads N` pins the count and the reference check pins 2 (references.CI_OPTIONS).
     """
     return torch.get_num_threads()
 

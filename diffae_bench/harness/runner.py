@@ -9,7 +9,6 @@ Each record is written atomically as soon as its task finishes.
 from __future__ import annotations
 
 import contextlib
-
 import importlib
 import json
 import sys

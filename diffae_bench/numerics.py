@@ -257,6 +257,23 @@ def cpu_threads() -> int:
     return torch.get_num_threads()
 
 
+
+@contextlib.contextmanager
+def pinned_threads(n: int | None):
+    """torch's CPU threads set to n for the block (None: unchanged), restored after, so an API call leaves
+    none behind (bench run / evaluate `threads`, bench train --threads)."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise BenchError(f"threads must be >= 1, got {n}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 def parse_modes(spec: str, device: torch.device | str) -> PathModes:
     """`--numeric-mode`: "auto" (default_modes), a mode for every eval path ("bf16"), or per path ("decode=bf16,invert=fp32")."""
     spec = spec.strip()

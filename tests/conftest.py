@@ -18,7 +18,6 @@ import os
 import pytest
 import torch
 
-from diffae_bench.harness.runner import cpu_threads
 from diffae_bench.training.train import TrainOptions, train_autoencoder, train_latent
 
 # One intra-op thread in the test process (subprocesses keep torch's default): the suite's
@@ -54,11 +53,11 @@ def _train(root, model: str, latent: bool = False, **kw) -> dict:
     out = root / model
     opts = TrainOptions(model=model, preset="tiny", dataset="shapes", image_size=IMAGE_SIZE, steps=TRAIN_STEPS,
                         train_limit=TRAIN_IMAGES,
-                        seed=0, out=str(out), ckpt_every=TRAIN_STEPS, device="cpu", progress=False, **kw)
-    with cpu_threads(FIXTURE_THREADS):
-        summary = train_autoencoder(opts)
-        if latent:
-            summary["latent"] = train_latent(TrainOptions(**{**opts.__dict__, "steps": LATENT_STEPS}))
+                        seed=0, out=str(out), ckpt_every=TRAIN_STEPS, device="cpu", progress=False,
+                        threads=FIXTURE_THREADS, **kw)
+    summary = train_autoencoder(opts)
+    if latent:
+        summary["latent"] = train_latent(TrainOptions(**{**opts.__dict__, "steps": LATENT_STEPS}))
     return {**summary, "dir": out}
 
 

@@ -130,6 +130,7 @@ def bench(*args, cwd=None):
     (["--preset", "smal"], "did you mean 'small'"),
     (["--kind", "difae"], "did you mean 'diffae'"),
     (["--image-size", "30"], "does not fit"),
+    (["--threads", "0"], "threads must be >= 1"),
 ])
 def test_train_cli_bad_input(tmp_path, args, expect):
     out = tmp_path / "run"
@@ -143,10 +144,13 @@ def test_train_cli_bad_input(tmp_path, args, expect):
 @pytest.mark.slow  # starts a subprocess
 def test_train_cli_writes_config_and_checkpoint(tmp_path):
     out = tmp_path / "run"
-    r = bench("train", "--out", str(out), "--steps", "2", "--train-limit", "16", "--batch-size", "4", "--device", "cpu")
+    r = bench("train", "--out", str(out), "--steps", "2", "--train-limit", "16", "--batch-size", "4", "--device", "cpu",
+              "--threads", "3")
     assert r.returncode == 0, r.stderr
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "diffae" and cfg["dataset"]["name"] == "shapes" and cfg["dataset"]["n_images"] == 16
+    # the pinned thread count is what ran and what the run records (a CPU run's bits depend on it)
+    assert cfg["numerics"]["torch_threads"] == 3 and cfg["numerics"]["device"].endswith(" x3 threads")
     assert (out / "checkpoint.safetensors").is_file()
 
 

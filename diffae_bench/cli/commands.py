@@ -82,6 +82,8 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", hidden=True, help="deprecated: --train-limit"),
     quiet: bool = typer.Option(False, help="no progress bar"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: one per core; recorded): a CPU run's "
+                                          "bits depend on it, so resume with the same count"),
     numeric_mode: str = typer.Option("fp32", help="network precision of the loss: fp32, fp32-cl, bf16, bf16-cl (recorded)"),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the loss (slow to start; recorded)"),
     compile_mode: str = typer.Option("default", help="with --compile: default, reduce-overhead (CUDA graphs), "
@@ -118,7 +120,7 @@ def train(
         raise BenchError("--images counts images; for the latent stage give --steps")
     opts = TrainOptions(model=kind, preset=preset, dataset=dataset, data_root=data_root, image_size=image_size,
                         steps=1000 if steps is None else steps, batch_size=batch_size, lr=lr, seed=seed, out=out,
-                        ckpt_every=ckpt_every, device=device, train_limit=train_limit, progress=progress_default(quiet),
+                        ckpt_every=ckpt_every, device=device, threads=threads, train_limit=train_limit, progress=progress_default(quiet),
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
                         log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
                         accumulate=accumulate, init_from=init_from, images=images, warmup_steps=warmup_steps,

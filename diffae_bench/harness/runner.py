@@ -8,7 +8,6 @@ Each record is written atomically as soon as its task finishes.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import sys
@@ -29,7 +28,7 @@ from ..device import describe_device, resolve_device
 from ..errors import BenchError, DataError
 from ..models import MODELS, DiffusionAutoencoder, load_model, model_names
 from .profiles import profile_options
-from ..numerics import apply_numeric_modes, numerics_fingerprint, parse_modes
+from ..numerics import apply_numeric_modes, numerics_fingerprint, parse_modes, pinned_threads
 from ..provenance import git_state, library_versions, machine
 from .task import T_override, get_task, takes_T
 
@@ -174,24 +173,8 @@ def run(opts: RunOptions) -> tuple[Path | None, list[dict]]:
     from ..metrics import weights as W
 
     with W.using(offline=opts.offline, paths={"alexnet": opts.lpips_weights, "inception": opts.inception_weights},
-                 progress=opts.progress), cpu_threads(opts.threads):
+                 progress=opts.progress), pinned_threads(opts.threads):
         return _run(opts)
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None):
-    """torch's CPU threads set to n for the block (None: unchanged), restored after: an API call leaves none behind."""
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise BenchError(f"threads must be >= 1, got {n}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(opts: RunOptions) -> tuple[Path | None, list[dict]]:

@@ -29,7 +29,7 @@ from ..data import load_dataset
 from ..device import describe_device, resolve_device
 from ..errors import BenchError, CheckpointError
 from ..models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
-from ..numerics import get_mode
+from ..numerics import get_mode, pinned_threads
 from ..presets import PRESETS, TrainConfig
 from .. import distributed as dist
 from .step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
@@ -53,6 +53,8 @@ class TrainOptions:
     out: str = "runs/diffae-tiny-shapes"  # run directory (resumed when it exists)
     ckpt_every: int = 500  # steps between checkpoints
     device: str = "auto"  # auto, cpu, cuda, cuda:N
+    threads: int | None = None  # torch's CPU threads (restored after; recorded); None: torch's default, one per core.
+    #                             A CPU run's bits depend on the count (numerics.cpu_threads): resume with the same one
     train_limit: int | None = None  # use only the first N training images
     progress: bool = True  # show a progress bar
     numeric_mode: str = "fp32"  # network precision of the loss (diffae_bench.numerics); fp32 = the reference
@@ -209,6 +211,11 @@ def warmup_lr(lr: float, warmup_steps: int) -> Callable[[int], float] | None:
 def train_autoencoder(opts: TrainOptions) -> dict:
     """Stage 1: fit the image model with L_simple; resumable."""
     check_options(opts)
+    with pinned_threads(opts.threads):
+        return _train_autoencoder(opts)
+
+
+def _train_autoencoder(opts: TrainOptions) -> dict:
     device = resolve_device(opts.device)
     dist.init(device)  # under torchrun: join the process group (gloo on CPUs, NCCL on GPUs)
     device = dist.local_device(device)
@@ -340,6 +347,11 @@ def train_latent(opts: TrainOptions) -> dict:
         raise BenchError("an image budget counts the autoencoder's images; for the latent stage give --steps")
     if opts.warmup_steps:
         raise BenchError("--warmup-steps warms up the autoencoder's learning rate; the latent stage has none")
+    with pinned_threads(opts.threads):
+        return _train_latent(opts)
+
+
+def _train_latent(opts: TrainOptions) -> dict:
     device = resolve_device(opts.device)
     out = Path(opts.out)
     ckpt = out / CHECKPOINT

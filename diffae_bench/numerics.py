@@ -22,8 +22,8 @@ depend on the CPU kind (AVX2-only machines run bf16 20-60x slower on reference
 kernels, AVX-512-BF16 ones natively), so every CPU defaults to fp32
 (`default_modes`). `numerics_fingerprint` names what else decides a number's
 exact bits (device, CPU kernel family, oneMKL's code path, numpy's BLAS kernels,
-torch): records carry it, and exact reproduction is only expected between runs
-with the same fingerprint.
+torch's CPU thread count, torch): records carry it, and exact reproduction is only
+expected between runs with the same fingerprint (`pinned_threads` fixes the count).
 """
 
 from __future__ import annotations
@@ -252,10 +252,10 @@ def cpu_threads() -> int:
     batch 6; the reference subset run on 3 threads moved 109 of its 374 values, one (a small z_usage
     gap) by 6.7e-4 relative, past the exact gate's 1e-4. So a machine whose torch defaults to 3
     threads (one per core) would have failed that gate against a 2-core baseline; `bench run
-    --threads N` pins the count and the reference check pins 2 (references.CI_OPTIONS).
+    --threads N` and `bench train --threads N` pin the count (pinned_threads) and the reference
+    check pins 2 (references.CI_OPTIONS).
     """
     return torch.get_num_threads()
-
 
 
 @contextlib.contextmanager
@@ -273,6 +273,7 @@ def pinned_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
+
 
 def parse_modes(spec: str, device: torch.device | str) -> PathModes:
     """`--numeric-mode`: "auto" (default_modes), a mode for every eval path ("bf16"), or per path ("decode=bf16,invert=fp32")."""

@@ -86,8 +86,9 @@ def lane_env(kernels: str) -> dict[str, str]:
     family = "AVX2" if kernels == "avx2" else cpu_capability()
     if family in OPENBLAS_CORE and is_x86():
         env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE[family]
-    if kernels == "avx2" and numpy_avx512_targets():
-        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(numpy_avx512_targets())
+    avx512 = numpy_avx512_targets() if kernels == "avx2" else []
+    if avx512:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(avx512)
     return env
 
 

@@ -29,7 +29,7 @@ from ..data import load_dataset
 from ..device import describe_device, resolve_device
 from ..errors import BenchError, CheckpointError
 from ..models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
-from ..numerics import get_mode, pinned_threads
+from ..numerics import cpu_threads, get_mode, pinned_threads
 from ..presets import PRESETS, TrainConfig
 from .. import distributed as dist
 from .step import (BatchSource, LossLog, LossModule, ShardedLoss, device_flags, make_generator, make_loss_fn,
@@ -238,7 +238,7 @@ def _train_autoencoder(opts: TrainOptions) -> dict:
     # How the model was trained, for the manifest; not part of the run identity, so a
     # run may be resumed in another mode or on another device (the latest is recorded).
     numerics = {**setup.describe(), "log_every": log_every, "device": describe_device(device),
-                "torch_threads": torch.get_num_threads()}
+                "torch_threads": cpu_threads()}
     meta = {"model": kind.name, "model_config": to_jsonable(model.cfg), "preset": preset.name,
             "dataset": _dataset_meta(data, opts), "seed": opts.seed, "batch_size": batch_size, "lr": lr,
             "recipe_change": _recipe_change(batch_size, lr, tc, opts.warmup_steps), "warmup_steps": opts.warmup_steps,

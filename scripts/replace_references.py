@@ -1,9 +1,10 @@
 """Replace one data set's reference models and their leaderboard records together (issue 21).
 
-Run it only after the replacement rule (written before the evaluation, on a results/legs page) is met.
-It refuses, changing nothing, unless every new model has a record of every built-in task and every
-one of those records carries the new model's fingerprint (tests/test_references.py checks the same
-afterwards). Then:
+It refuses, changing nothing, unless the replacement rule (--rule, default the current one: written
+before the evaluation, on a results/legs page, and as code in diffae_bench/reporting/replacement.py)
+is met by the new records against results/records/<data>, and unless every new model has a record
+of every built-in task and every one of those records carries the new model's fingerprint
+(tests/test_references.py checks the same afterwards). Then:
   1. the data set's current records, results/records/<data>/, move to --archive (the legs pages quote
      them as the replaced references' numbers);
   2. the new records (files named *__<model>__*, found under --records) go to results/records/<data>/<label>/<model>/;
@@ -30,6 +31,7 @@ from diffae_bench.training.export import update_manifest  # noqa: E402
 from diffae_bench.models import load_model  # noqa: E402
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
 from diffae_bench.harness.task import BUILTIN_TASKS  # noqa: E402
+from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, rows_of  # noqa: E402
 
 
 def new_records(name: str, folders: list[Path]) -> dict[str, list[Path]]:
@@ -52,7 +54,18 @@ def main() -> None:
     ap.add_argument("--exports", type=Path, required=True, help="folder of <model>/ exports and their manifest.json")
     ap.add_argument("--records", type=Path, action="append", required=True, help="folder(s) holding the new records")
     ap.add_argument("--archive", type=Path, required=True, help="where the replaced records go")
+    ap.add_argument("--rule", default=CURRENT_RULE, choices=sorted(RULES),
+                    help=f"the replacement rule the new records must meet (default {CURRENT_RULE})")
     a = ap.parse_args()
+
+    board = ROOT / "results" / "records" / a.data
+    # The rule first: a replacement is decided by the records and the pre-registered rule, not by reading tables.
+    verdict = judge(a.rule, rows_of([board]), rows_of(a.records), a.data)
+    if not verdict.met:
+        print(verdict.markdown(), file=sys.stderr)
+        sys.exit(f"nothing replaced: rule {a.rule} is not met on {a.data} "
+                 f"({', '.join(sorted({o.clause for o in verdict.failing()}))}; the table above)")
+    print(f"rule {a.rule} is met on {a.data}:\n{verdict.markdown()}")
 
     names = [name for name, _, data in REFERENCES if data == a.data]
     manifest = json.loads((a.exports / "manifest.json").read_text())["models"]
@@ -77,7 +90,6 @@ def main() -> None:
     if problems:
         sys.exit("nothing replaced:\n  " + "\n  ".join(problems))
 
-    board = ROOT / "results" / "records" / a.data
     a.archive.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(board), str(a.archive))
     for name, found in plan.items():

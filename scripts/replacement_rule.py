@@ -1,0 +1,53 @@
+"""The replacement rule's verdict on new reference models (issue 21): may they replace a data set's references?
+
+    python scripts/replacement_rule.py --data shapes NEW_RECORDS_FOLDER [...]
+        [--rule v3] [--committed results/records/shapes]
+
+Reads the records under the folders (every new model's, one of each kind), judges them against the
+committed references' records with the rule (diffae_bench/reporting/replacement.py: the rules of
+results/legs/2026-11-27_h200_two-legs/README.md, as code) and prints one Markdown row per check.
+Exit 0: met; 1: not met (a check fails or cannot be compared); 2: bad input.
+scripts/replace_references.py runs the same judgement and replaces nothing unless it is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from diffae_bench.errors import BenchError  # noqa: E402
+from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, rows_of  # noqa: E402
+
+
+def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed: Path | None = None):
+    """The Verdict, or SystemExit(2) with a one-line reason when the folders cannot be judged."""
+    committed = committed or ROOT / "results" / "records" / data
+    try:
+        for folder in [committed, *new]:
+            if not folder.is_dir():
+                raise ValueError(f"{folder} is not a folder of records")
+        return judge(rule, rows_of([committed]), rows_of(new), data)
+    except (ValueError, BenchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("new", nargs="+", type=Path, help="folder(s) holding the new models' records")
+    ap.add_argument("--data", required=True, help="the data set whose references they would replace")
+    ap.add_argument("--rule", default=CURRENT_RULE, choices=sorted(RULES), help=f"default: {CURRENT_RULE}")
+    ap.add_argument("--committed", type=Path, default=None, help="the references' records (default results/records/<data>)")
+    a = ap.parse_args()
+    verdict = verdict_for(a.data, a.new, a.rule, a.committed)
+    print(f"rule {a.rule}: {RULES[a.rule].written}\n")
+    print(verdict.markdown())
+    return 0 if verdict.met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,8 +3,9 @@
 It refuses, changing nothing, unless the replacement rule (--rule, default the current one: written
 before the evaluation, on a results/legs page, and as code in diffae_bench/reporting/replacement.py)
 is met by the new records against results/records/<data>, and unless every new model has a record
-of every built-in task and every one of those records carries the new model's fingerprint
-(tests/test_references.py checks the same afterwards). Then:
+of every built-in task, every one of those records carries the new model's fingerprint
+(tests/test_references.py checks the same afterwards), and the three are at one image budget
+(training.legs.unequal_budget). Then:
   1. the data set's current records, results/records/<data>/, move to --archive (the legs pages quote
      them as the replaced references' numbers);
   2. the new records (files named *__<model>__*, found under --records) go to results/records/<data>/<label>/<model>/;
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diffae_bench.training.export import update_manifest  # noqa: E402
+from diffae_bench.training.legs import unequal_budget  # noqa: E402
 from diffae_bench.models import load_model  # noqa: E402
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
 from diffae_bench.harness.task import BUILTIN_TASKS  # noqa: E402
@@ -85,6 +87,9 @@ def main() -> None:
         elif any(not (a.exports / name / f).is_file() for f in manifest[name]["files"]):
             problems.append(f"{a.exports / name}: a file its manifest entry lists is missing")
         plan[name] = found
+    budget = unequal_budget({name: manifest[name] for name in names if name in manifest})
+    if budget:
+        problems.append(budget)
     if a.archive.exists():
         problems.append(f"--archive {a.archive} exists already")
     if problems:

@@ -74,3 +74,22 @@ def test_an_image_budget_over_all_legs_gives_the_steps_of_the_next_leg(trained_d
     assert leg2b["step"] == 2 and images_before(tmp_path / "run2b") == before + 64  # 40 images: 2 batches of 32
     with pytest.raises(BenchError, match="nothing to train"):
         _leg(tmp_path / "run2c", tmp_path / "leg1", images=before)
+
+
+def test_the_three_models_of_a_data_set_must_be_at_one_image_budget():
+    import json
+    from pathlib import Path
+
+    from diffae_bench.training.legs import unequal_budget
+
+    def entry(total, batch):
+        return {"images_seen_total": total, "legs": [{"batch_size": 256}, {"batch_size": batch}]}
+
+    # a leg stops at the first step reaching the total: less than one batch of the last leg apart is one budget
+    assert unequal_budget({"a": entry(700_416, 1024), "b": entry(700_928, 1024), "c": entry(701_439, 1024)}) is None
+    why = unequal_budget({"a": entry(700_416, 1024), "b": entry(701_440, 1024), "c": entry(700_416, 1024)})
+    assert why and "a 700,416" in why and "b 701,440" in why and "1,024" in why
+    # the committed references: MNIST's three at 960,448 each; shapes' trained for a wall-clock budget (142k-165k)
+    models = json.loads((Path(__file__).resolve().parent.parent / "results/models/manifest.json").read_text())["models"]
+    assert unequal_budget({k: v for k, v in models.items() if k.endswith("-mnist")}) is None
+    assert "not recorded" in unequal_budget({k: v for k, v in models.items() if k.endswith("-shapes")})

@@ -70,6 +70,23 @@ def steps_to_total(images: int, before: int, batch_size: int) -> int:
     return -(-(images - before) // batch_size)
 
 
+def unequal_budget(entries: dict[str, dict]) -> str | None:
+    """Why a data set's models are not at one image budget (None when they are), from their manifest entries.
+
+    The three models of a data set are compared, and replaced, at equal budgets (issue 21): each is
+    trained to the same total over its legs, and a leg stops at the first step that reaches it
+    (steps_to_total rounds up), so totals may differ by less than one batch of the last leg
+    (shapes 2026-11-27: 700,416-700,928 images at batch 1024).
+    """
+    totals = {name: int(e.get("images_seen_total") or e.get("images_seen") or 0) for name, e in entries.items()}
+    last_batch = max(int((e.get("legs") or [{}])[-1].get("batch_size") or 0) for e in entries.values())
+    if max(totals.values()) - min(totals.values()) < max(last_batch, 1):
+        return None
+    seen = ", ".join(f"{name} {total:,}" for name, total in sorted(totals.items()))
+    batch = f"{last_batch:,}" if last_batch else "not recorded"
+    return f"the models are not at one image budget ({seen}; they may differ by less than one batch of the last leg: {batch})"
+
+
 def images_before(path: str | Path) -> int:
     """Images an exported or trained model has seen over all its legs (its checkpoint's metadata)."""
     return total_images(load_checkpoint(resolve_checkpoint(path))[1])

@@ -25,6 +25,8 @@
 #                New-architecture shapes exports take 22.1 MB against the legacy references' 26.0 MB (smoke
 #                tars), so replacing the shapes references frees 3.7 MiB: an MNIST call would then just fit.)
 #   before any call, here: python3 scripts/device_payload.py [CARRY ...]   (exit 1: the call would be refused)
+#   after the call, here:  bash scripts/judge_leg.sh shapes <files_at> <new WORK folder>   (the CPU evaluation,
+#                the tasks the replacement rule reads first, then the verdict; the other tasks only if it is met)
 #   smoke here:  SMOKE=1 PY=.venv/bin/python INIT_FROM=results/models INIT_SHAPES=none LEG_SLACK=500 bash scripts/gpu_leg.sh
 #                (CPU, ~4 min: the Diff-AE latent stage encodes all 60,000 MNIST images, past the default slack)
 # INIT_MNIST / INIT_SHAPES override INIT_FROM per data set; "none" trains that data set from scratch.

@@ -2,6 +2,7 @@
 
     python scripts/replacement_rule.py --data shapes NEW_RECORDS_FOLDER [...]
         [--rule v3] [--committed results/records/shapes]
+    python scripts/replacement_rule.py --data shapes --tasks-needed    # the tasks the verdict reads
 
 Reads the records under the folders (every new model's, one of each kind), judges them against the
 committed references' records with the rule (diffae_bench/reporting/replacement.py: the rules of
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diffae_bench.errors import BenchError  # noqa: E402
-from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, rows_of  # noqa: E402
+from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, rows_of, tasks_needed  # noqa: E402
 
 
 def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed: Path | None = None):
@@ -38,11 +39,20 @@ def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("new", nargs="+", type=Path, help="folder(s) holding the new models' records")
+    ap.add_argument("new", nargs="*", type=Path, help="folder(s) holding the new models' records")
     ap.add_argument("--data", required=True, help="the data set whose references they would replace")
     ap.add_argument("--rule", default=CURRENT_RULE, choices=sorted(RULES), help=f"default: {CURRENT_RULE}")
     ap.add_argument("--committed", type=Path, default=None, help="the references' records (default results/records/<data>)")
+    ap.add_argument("--tasks-needed", action="store_true",
+                    help="print the tasks the verdict reads (comma-separated: evaluate them first) and exit")
     a = ap.parse_args()
+    if a.tasks_needed:
+        committed = a.committed or ROOT / "results" / "records" / a.data
+        print(",".join(tasks_needed(a.rule, rows_of([committed]), a.data)))
+        return 0
+    if not a.new:
+        print("error: give the folder(s) of the new models' records (or --tasks-needed)", file=sys.stderr)
+        return 2
     verdict = verdict_for(a.data, a.new, a.rule, a.committed)
     print(f"rule {a.rule}: {RULES[a.rule].written}\n")
     print(verdict.markdown())

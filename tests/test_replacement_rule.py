@@ -97,6 +97,10 @@ def test_other_task_versions_and_missing_models_are_never_compared():
     verdict = judge("v3", rows(), newer, "mnist")
     assert not verdict.met
     assert statuses(verdict)["ddim sample_fid fd_cnn/T=20/z=prior"] == INCOMPARABLE
+    # other task options (a --limit or --profile quick run) or other images: never compared either
+    for field, value in (("config_hash", "quick"), ("data_hash", "other"), ("weights", "fd_cnn:other")):
+        verdict = judge("v3", rows(), rows({("ddim", "fd_cnn/T=20/z=prior"): {field: value}}), "mnist")
+        assert statuses(verdict)["ddim sample_fid fd_cnn/T=20/z=prior"] == INCOMPARABLE and not verdict.met
     no_dmz = rows(drop={(k, m) for k, _, m, *_ in BASE if k == "dmz"})
     verdict = judge("v3", rows(), no_dmz, "mnist")
     assert {o.clause for o in verdict.failing()} >= {"(c3) DMZ-style"}
@@ -163,3 +167,43 @@ def test_the_scripts_judge_and_replace_nothing_unless_met(tmp_path):
                               *[a for r in shapes_new for a in ("--records", r)]], capture_output=True, text=True)
     assert replace.returncode == 1 and "nothing replaced: rule v3 is not met on shapes" in replace.stderr
     assert sorted(p.relative_to(board) for p in board.rglob("*")) == before and not (tmp_path / "archive").exists()
+
+
+def _leg_files(folder: Path, data: str) -> Path:
+    """What gpu_leg.sh returns for one data set, made from the committed models: model-<name>.tar, logs.tar.gz."""
+    import json
+    import tarfile
+
+    folder.mkdir()
+    manifest = json.loads((ROOT / "results/models/manifest.json").read_text())
+    for kind in ("diffae", "ddim", "dmz"):
+        with tarfile.open(folder / f"model-{kind}-small-{data}.tar", "w") as tar:
+            tar.add(ROOT / "results/models" / f"{kind}-small-{data}", arcname=f"{kind}-small-{data}")
+    logs = folder / "logs"
+    logs.mkdir()
+    entries = {k: v for k, v in manifest["models"].items() if k.endswith(f"-{data}")}
+    (logs / f"manifest-{data}.json").write_text(json.dumps({"models": entries}))
+    with tarfile.open(folder / "logs.tar.gz", "w:gz") as tar:
+        tar.add(logs, arcname="logs")
+    return folder
+
+
+@pytest.mark.slow
+def test_judge_leg_unpacks_evaluates_and_judges_a_legs_files(tmp_path):
+    """scripts/judge_leg.sh end to end at smoke size: its smoke records are of other task options, so the rule must
+    call them incomparable (exit 1) rather than judge them against the default-size references."""
+    files = _leg_files(tmp_path / "files", "shapes")
+    run = subprocess.run(["bash", "scripts/judge_leg.sh", "shapes", str(files), str(tmp_path / "work")], cwd=ROOT,
+                         env={**__import__("os").environ, "SMOKE": "1", "PY": sys.executable},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr
+    verdict = (tmp_path / "work" / "verdict.md").read_text()
+    assert "NOT MET" in verdict and "other task options" in verdict and "| fails |" not in verdict
+    assert {p.name for p in (tmp_path / "work" / "exports").iterdir()} == {
+        "manifest.json", "diffae-small-shapes", "ddim-small-shapes", "dmz-small-shapes"}
+    assert not (tmp_path / "work" / "records-rest").exists()  # the other tasks are not run when the rule fails
+    # bad input: one line, exit 2, and the existing WORK is not touched
+    for args in (["cifar", str(files), str(tmp_path / "w2")], ["shapes", str(tmp_path / "none"), str(tmp_path / "w3")],
+                 ["shapes", str(files), str(tmp_path / "work")]):
+        bad = subprocess.run(["bash", "scripts/judge_leg.sh", *args], cwd=ROOT, capture_output=True, text=True)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr

@@ -13,12 +13,15 @@ text as code, so a replacement is decided by the suite's records, not by reading
   goals      (d) no issue-21 goal (reporting.criteria) that the committed models meet on this data
              set ("yes") is unmet by the new ones.
 
-Two records are compared only at the same task version: where they differ, or one is missing, the
-check is "incomparable" and the rule is not met (re-run that task on the side that is out of date).
-So a rule never passes on numbers whose meaning differs.
+Two records are compared only where they measure the same thing, as `bench compare` requires: the
+same task version, task options (config_hash), images (data_hash), seed, numeric mode and
+feature-network weights. Where they differ, or one is missing, the check is "incomparable" and the
+rule is not met (re-run that task on the side that differs). So a rule never passes on numbers whose
+meaning differs, e.g. a `--profile quick` or `--limit` evaluation against the default-size records.
 
 `judge(rule, committed_rows, new_rows, data)` is the pure core (leaderboard rows in, a Verdict out);
-`rows_of(folders)` reads record folders. scripts/replacement_rule.py prints a verdict, and
+`rows_of(folders)` reads record folders; `tasks_needed` names the tasks a verdict reads (run them first:
+they decide it). scripts/replacement_rule.py prints a verdict, and
 scripts/replace_references.py replaces nothing unless the rule it is given is met.
 """
 
@@ -140,6 +143,20 @@ def _pair(old: dict | None, cur: dict | None):
     return (old[max(old)] if old else None), (cur[max(cur)] if cur else None)
 
 
+# What two records must share for their numbers to mean the same thing (as `bench compare` requires).
+MUST_MATCH = {"task_version": "another task version", "config_hash": "other task options",
+              "data_hash": "other images", "seed": "another seed", "numeric_mode": "another numeric mode",
+              "weights": "other feature-network weights"}
+
+
+def _mismatch(old, cur) -> str | None:
+    """Why two rows are not comparable (None when they are)."""
+    for col, what in MUST_MATCH.items():
+        if str(old[col]) != str(cur[col]):
+            return what
+    return None
+
+
 def _judge_check(check: Check, committed: dict, new: dict) -> tuple[str, str, str]:
     """(status, committed cell, new cell) of one check."""
     key = (check.kind, check.task, check.metric)
@@ -151,8 +168,9 @@ def _judge_check(check: Check, committed: dict, new: dict) -> tuple[str, str, st
         return (HOLDS if low > 0 else FAILS), "-", _cell(cur)
     if old is None or cur is None:
         return INCOMPARABLE, _cell(old) if old is not None else "missing", _cell(cur) if cur is not None else "missing"
-    if int(old["task_version"]) != int(cur["task_version"]):
-        return INCOMPARABLE, _cell(old), _cell(cur)
+    why = _mismatch(old, cur)
+    if why:
+        return INCOMPARABLE, _cell(old), f"{_cell(cur)}: {why}"
     if bool(old["higher_is_better"]):
         bound = old["ci_low"] if pd.notna(old["ci_low"]) else old["value"]
         ok = cur["value"] >= bound
@@ -202,6 +220,18 @@ def judge(rule: str | Rule, committed_rows: pd.DataFrame, new_rows: pd.DataFrame
             outcomes.append(Outcome(label, what, old_cell, new_cell, status))
     outcomes += _goals(committed_rows, new_rows, data)
     return Verdict(rule.name, data, tuple(outcomes))
+
+
+def tasks_needed(rule: str | Rule, committed_rows: pd.DataFrame, data: str) -> list[str]:
+    """The tasks a verdict reads on `data`: its checks' and those of the goals the committed models meet
+    (clause (d)). Evaluating these first decides the rule before the other tasks are run."""
+    rule = RULES[rule] if isinstance(rule, str) else rule
+    tasks = {check.task for _, checks in rule.clauses for check in checks}
+    rows = committed_rows[(committed_rows["dataset"] == data) & committed_rows["model_kind"].isin(KINDS)]
+    for f in criteria(rows) if len(rows) else []:
+        if f.verdicts.get(data) == YES:
+            tasks |= set(f.versions)
+    return sorted(tasks)
 
 
 def rows_of(folders) -> pd.DataFrame:

@@ -8,8 +8,11 @@ records, are what the code gives.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -171,9 +174,6 @@ def test_the_scripts_judge_and_replace_nothing_unless_met(tmp_path):
 
 def _leg_files(folder: Path, data: str) -> Path:
     """What gpu_leg.sh returns for one data set, made from the committed models: model-<name>.tar, logs.tar.gz."""
-    import json
-    import tarfile
-
     folder.mkdir()
     manifest = json.loads((ROOT / "results/models/manifest.json").read_text())
     for kind in ("diffae", "ddim", "dmz"):
@@ -194,7 +194,7 @@ def test_judge_leg_unpacks_evaluates_and_judges_a_legs_files(tmp_path):
     call them incomparable (exit 1) rather than judge them against the default-size references."""
     files = _leg_files(tmp_path / "files", "shapes")
     run = subprocess.run(["bash", "scripts/judge_leg.sh", "shapes", str(files), str(tmp_path / "work")], cwd=ROOT,
-                         env={**__import__("os").environ, "SMOKE": "1", "PY": sys.executable},
+                         env={**os.environ, "SMOKE": "1", "PY": sys.executable},
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 1, run.stdout + run.stderr
     verdict = (tmp_path / "work" / "verdict.md").read_text()

@@ -10,8 +10,8 @@
 # records/<DATA>/<name>/ (the tasks the rule reads), records-rest/ (every other task, only when the rule
 # is met), logs/, cache/ and verdict.md.
 # THREADS (default 1) per model process, three at once; MNIST_ROOT for MNIST (default ../shared/data/mnist).
-# SMOKE=1: evaluate_references.py --smoke (two tasks, 24 images): the mechanics only; its records are
-# of other task options, so the rule calls them incomparable and the script exits 1.
+# SMOKE=1: the mechanics only: evaluate_references.py --smoke (24 images, T = 10) of z_usage alone, whose
+# records are of other task options, so the rule calls them incomparable and the script exits 1.
 # Exit: 0 rule met and every task evaluated (the replace command is printed), 1 not met, 2 bad input.
 set -u
 cd "$(dirname "$0")/.."
@@ -37,6 +37,7 @@ EVAL=("$PY" scripts/evaluate_references.py --models "$WORK/exports" --only "$NAM
 [ "$DATA" = mnist ] && EVAL+=(--mnist-root "${MNIST_ROOT:-../shared/data/mnist}")
 [ "${SMOKE:-0}" = 1 ] && EVAL+=(--smoke)
 NEEDED=$("$PY" scripts/replacement_rule.py --data "$DATA" --tasks-needed) || exit 2
+[ "${SMOKE:-0}" = 1 ] && NEEDED=z_usage
 echo "1/2: the tasks the rule reads ($NEEDED) on $NAMES, $(date -u +%T)"
 "${EVAL[@]}" --tasks "$NEEDED" --out "$WORK/records" || { echo "evaluation failed: logs in $WORK/logs" >&2; exit 2; }
 "$PY" scripts/replacement_rule.py --data "$DATA" "$WORK"/records/"$DATA"/* | tee "$WORK/verdict.md"

@@ -104,6 +104,11 @@ def test_other_task_versions_and_missing_models_are_never_compared():
     for field, value in (("config_hash", "quick"), ("data_hash", "other"), ("weights", "fd_cnn:other")):
         verdict = judge("v3", rows(), rows({("ddim", "fd_cnn/T=20/z=prior"): {field: value}}), "mnist")
         assert statuses(verdict)["ddim sample_fid fd_cnn/T=20/z=prior"] == INCOMPARABLE and not verdict.met
+    # a z gap (read from the new record alone) or a goal kept on fewer images is not "met" either
+    fewer = rows({("dmz", "gap/t=700"): {"data_hash": "24 images"}, ("diffae", "gap/t=700"): {"data_hash": "24 images"}})
+    verdict = judge("v3", rows(), fewer, "mnist")
+    assert statuses(verdict)["dmz z_usage gap/t=700"] == INCOMPARABLE
+    assert [o.status for o in verdict.outcomes if o.clause == "(d) goals"] == [INCOMPARABLE]
     no_dmz = rows(drop={(k, m) for k, _, m, *_ in BASE if k == "dmz"})
     verdict = judge("v3", rows(), no_dmz, "mnist")
     assert {o.clause for o in verdict.failing()} >= {"(c3) DMZ-style"}
@@ -190,15 +195,15 @@ def _leg_files(folder: Path, data: str) -> Path:
 
 @pytest.mark.slow
 def test_judge_leg_unpacks_evaluates_and_judges_a_legs_files(tmp_path):
-    """scripts/judge_leg.sh end to end at smoke size: its smoke records are of other task options, so the rule must
-    call them incomparable (exit 1) rather than judge them against the default-size references."""
+    """scripts/judge_leg.sh end to end at smoke size: its smoke records are of fewer images, so the rule must call
+    them incomparable (exit 1) rather than judge them against the default-size references."""
     files = _leg_files(tmp_path / "files", "shapes")
     run = subprocess.run(["bash", "scripts/judge_leg.sh", "shapes", str(files), str(tmp_path / "work")], cwd=ROOT,
                          env={**os.environ, "SMOKE": "1", "PY": sys.executable},
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 1, run.stdout + run.stderr
     verdict = (tmp_path / "work" / "verdict.md").read_text()
-    assert "NOT MET" in verdict and "other task options" in verdict and "| fails |" not in verdict
+    assert "NOT MET" in verdict and "other images" in verdict and "| fails |" not in verdict
     assert {p.name for p in (tmp_path / "work" / "exports").iterdir()} == {
         "manifest.json", "diffae-small-shapes", "ddim-small-shapes", "dmz-small-shapes"}
     assert not (tmp_path / "work" / "records-rest").exists()  # the other tasks are not run when the rule fails

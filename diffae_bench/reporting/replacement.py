@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from .criteria import criteria
-from .findings import YES
+from .findings import NO_DATA, YES
 
 HOLDS, FAILS, INCOMPARABLE = "holds", "fails", "incomparable"
 KINDS = ("diffae", "ddim", "dmz")
@@ -164,6 +164,10 @@ def _judge_check(check: Check, committed: dict, new: dict) -> tuple[str, str, st
     if check.test == "above_zero":
         if cur is None:
             return INCOMPARABLE, "-", "missing"
+        # measured as the committed model's was (same version, options, images), where that record exists
+        why = _mismatch(old, cur) if old is not None and old["task_version"] == cur["task_version"] else None
+        if why:
+            return INCOMPARABLE, "-", f"{_cell(cur)}: {why}"
         low = cur["ci_low"] if pd.notna(cur["ci_low"]) else cur["value"]
         return (HOLDS if low > 0 else FAILS), "-", _cell(cur)
     if old is None or cur is None:
@@ -180,8 +184,19 @@ def _judge_check(check: Check, committed: dict, new: dict) -> tuple[str, str, st
     return (HOLDS if ok else FAILS), _cell(old), _cell(cur)
 
 
+def _measured_alike(new_rows: pd.DataFrame, committed: dict) -> pd.DataFrame:
+    """The new rows without those measured otherwise than the committed record of the same metric and version
+    (other options, images, seed, mode or weights): a goal must not stay "met" on numbers that mean less."""
+    def alike(r) -> bool:
+        old = (committed.get((r["model_kind"], r["task"], r["metric"])) or {}).get(int(r["task_version"]))
+        return old is None or _mismatch(old, r) is None
+
+    return new_rows[[alike(r) for _, r in new_rows.iterrows()]] if len(new_rows) else new_rows
+
+
 def _goals(committed_rows: pd.DataFrame, new_rows: pd.DataFrame, data: str) -> list[Outcome]:
-    """Clause (d): every goal the committed models meet on `data` must be met by the new ones (same task versions)."""
+    """Clause (d): every goal the committed models meet on `data` must be met by the new ones (same task versions;
+    new rows measured otherwise than the committed ones are left out first, so such a goal is not met)."""
     def on(rows):
         rows = rows[(rows["dataset"] == data) & rows["model_kind"].isin(KINDS)]
         return {f.claim: f for f in criteria(rows)} if len(rows) else {}
@@ -196,8 +211,8 @@ def _goals(committed_rows: pd.DataFrame, new_rows: pd.DataFrame, data: str) -> l
         now = g.verdicts.get(data) if g is not None else "no data"
         if now == YES:
             status = HOLDS
-        elif g is not None and g.versions != f.versions:
-            status = INCOMPARABLE
+        elif g is None or now == NO_DATA or g.versions != f.versions:
+            status = INCOMPARABLE  # not measured as the committed models were: re-run, do not judge
         else:
             status = FAILS
         out.append(Outcome("(d) goals", f"{claim}: stays met", f"{was}: {f.numbers.get(data)}",
@@ -218,7 +233,8 @@ def judge(rule: str | Rule, committed_rows: pd.DataFrame, new_rows: pd.DataFrame
             what = f"{check.kind} {check.task} {check.metric}: " + ("not worse" if check.test == "not_worse"
                                                                     else "CI above 0")
             outcomes.append(Outcome(label, what, old_cell, new_cell, status))
-    outcomes += _goals(committed_rows, new_rows, data)
+    new_rows = new_rows[(new_rows["dataset"] == data) & new_rows["model_kind"].isin(KINDS)]
+    outcomes += _goals(committed_rows, _measured_alike(new_rows, committed), data)
     return Verdict(rule.name, data, tuple(outcomes))
 
 

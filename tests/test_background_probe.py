@@ -1,0 +1,54 @@
+"""scripts/background_probe.py, the diagnostic of results/diagnostics/2026-11-28_background_eps_vs_v: its v reading
+is what the page says it is (checked in a subprocess: the reading patches the process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHECK = r"""
+import dataclasses, sys, torch
+sys.path.insert(0, "scripts")
+import background_probe as bp
+from diffae_bench import diffusion as D
+from diffae_bench.data import load_dataset
+from diffae_bench.models.loss import DiffusionLoss
+from diffae_bench.nets.unet import UNet
+from diffae_bench.presets import PRESETS
+
+grey3, grey1 = (load_dataset(f"shapes_grey{c}", "train", image_size=16, limit=8).images for c in (3, 1))
+assert grey3.shape[1:] == (3, 16, 16) and grey1.shape[1:] == (1, 16, 16)
+assert (grey3 == grey1).all()  # the same luminance, repeated
+
+net = UNet(dataclasses.replace(PRESETS.get("tiny").unet, z_dim=None))  # the DDIM baseline's network
+torch.nn.init.normal_(net.out[-1].weight, std=0.1)  # a non-zero output
+x0, t = torch.rand(4, 3, 16, 16) * 2 - 1, torch.tensor([0, 300, 800, 999])
+ab = bp.ALPHA_BAR[t].reshape(-1, 1, 1, 1)
+with torch.no_grad():
+    v_out = net(x0, t)  # the network's own output, before the reading
+bp.read_as_v()
+with torch.no_grad():
+    eps = net(x0, t)
+assert torch.allclose(eps, (1 - ab).sqrt() * x0 + ab.sqrt() * v_out, atol=1e-6)  # eps = sqrt(1-ab) x_t + sqrt(ab) v
+
+# the v loss is the MSE of v = sqrt(ab) eps - sqrt(1-ab) x0, on the same draws as L_simple's
+g = torch.Generator().manual_seed(0)
+loss = DiffusionLoss()(lambda x_t, tt: net(x_t, tt), x0, g)
+g = torch.Generator().manual_seed(0)
+tt = torch.randint(0, D.T_TRAIN, (4,), generator=g)
+noise = torch.randn(x0.shape, generator=g)
+a = bp.ALPHA_BAR[tt].reshape(-1, 1, 1, 1)
+x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+v_hat = (net(x_t, tt) - (1 - a).sqrt() * x_t) / a.sqrt()  # the network's output, from the eps it is read as
+v_true = a.sqrt() * noise - (1 - a).sqrt() * x0
+assert torch.allclose(loss, ((v_hat - v_true) ** 2).mean(), rtol=1e-3), (loss, ((v_hat - v_true) ** 2).mean())
+print("ok")
+"""
+
+
+def test_the_v_reading_and_loss_are_what_the_page_says():
+    r = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr

@@ -208,7 +208,7 @@ def _goals(committed_rows: pd.DataFrame, new_rows: pd.DataFrame, data: str) -> l
         if was != YES:
             continue  # nothing to lose: only a goal the committed models meet can be lost
         g = cur.get(claim)
-        now = g.verdicts.get(data) if g is not None else "no data"
+        now = g.verdicts.get(data) if g is not None else NO_DATA
         if now == YES:
             status = HOLDS
         elif g is None or now == NO_DATA or g.versions != f.versions:

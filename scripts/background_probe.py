@@ -11,12 +11,12 @@ that knows only the data's mean image, eps = (x_t - sqrt(ab) * mean) / sqrt(1 - 
          (L_simple / ab); v-simple: read as v, trained on the paper's L_simple (MSE on eps) unchanged.
          Recipe experiments, NOT the paper's: Diff-AE's network predicts eps.
 
-  python scripts/background_probe.py train RUN --data shapes_grey3 [--param v] [--steps 3000]
+  python scripts/background_probe.py train RUN --data shapes_grey3 [--param v] [--steps 3000] [--seed 0]
   python scripts/background_probe.py probe RUN [RUN ...]
   python scripts/background_probe.py grid RUN OUT.png        # 32 samples at T = 100, seed 0, 4x nearest
 
 The variants and the v reading exist only in this script's process (registered and patched here);
-`train` runs `bench train --kind ddim --preset tiny --image-size 16 --seed 0 --threads 1` in-process
+`train` runs `bench train --kind ddim --preset tiny --image-size 16 --seed SEED --threads 1` in-process
 and writes the script's options to RUN/probe.json, which `probe` reads back.
 """
 
@@ -88,7 +88,8 @@ def probe(run: Path) -> dict:
     model = load_model(run, "cpu")
     real = load_dataset(opts["data"], "train", image_size=SIZE)
     x0 = torch.from_numpy(real.uint8(np.arange(256))).float() / 127.5 - 1
-    out = {"run": run.name, "data": opts["data"], "param": opts["param"], "images": opts["steps"] * opts["batch"],
+    out = {"run": run.name, "data": opts["data"], "param": opts["param"], "seed": opts.get("seed", 0),
+           "images": opts["steps"] * opts["batch"],
            "real corner": corner_means(x0).mean().item()}
     for T in (20, 100):
         c = corner_means(model.sample(128, T, generator=torch.Generator().manual_seed(0)))
@@ -130,6 +131,7 @@ def main() -> int:
     t.add_argument("--data", required=True, choices=["shapes", "shapes_grey3", "shapes_grey1", "mnist"])
     t.add_argument("--param", default="eps", choices=["eps", "v", "v-simple"])
     t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("probe")
     p.add_argument("runs", type=Path, nargs="+")
     gr = sub.add_parser("grid")
@@ -145,13 +147,13 @@ def main() -> int:
         from diffae_bench.cli import main as bench
 
         sys.argv = ["bench", "train", "--kind", "ddim", "--preset", "tiny", "--dataset", a.data, "--image-size", str(SIZE),
-                    "--steps", str(a.steps), "--seed", "0", "--threads", "1", "--out", str(a.run), "--quiet"]
+                    "--steps", str(a.steps), "--seed", str(a.seed), "--threads", "1", "--out", str(a.run), "--quiet"]
         try:
             bench()
         except SystemExit as e:
             if e.code:
                 return int(e.code)
-        (a.run / "probe.json").write_text(json.dumps({"data": a.data, "param": a.param, "steps": a.steps, "batch": 32}))
+        (a.run / "probe.json").write_text(json.dumps({"data": a.data, "param": a.param, "steps": a.steps, "batch": 32, "seed": a.seed}))
         return 0
     readings = {"eps" if json.loads((run / "probe.json").read_text())["param"] == "eps" else "v" for run in a.runs}
     if len(readings) > 1:

@@ -33,7 +33,9 @@ from diffae_bench.training.legs import unequal_budget  # noqa: E402
 from diffae_bench.models import load_model  # noqa: E402
 from diffae_bench.references import MODELS_DIR, REFERENCES  # noqa: E402
 from diffae_bench.harness.task import BUILTIN_TASKS  # noqa: E402
-from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, rows_of  # noqa: E402
+from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge  # noqa: E402
+from diffae_bench.errors import BenchError  # noqa: E402
+from diffae_bench.reporting.tables import load_rows  # noqa: E402
 
 
 def new_records(name: str, folders: list[Path]) -> dict[str, list[Path]]:
@@ -62,7 +64,10 @@ def main() -> None:
 
     board = ROOT / "results" / "records" / a.data
     # The rule first: a replacement is decided by the records and the pre-registered rule, not by reading tables.
-    verdict = judge(a.rule, rows_of([board]), rows_of(a.records), a.data)
+    try:
+        verdict = judge(a.rule, load_rows([board]), load_rows(a.records), a.data)
+    except (BenchError, ValueError) as e:  # no records there, or two records of one measurement
+        sys.exit(f"nothing replaced: {e}")
     if not verdict.met:
         print(verdict.markdown(), file=sys.stderr)
         sys.exit(f"nothing replaced: rule {a.rule} is not met on {a.data} "

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diffae_bench.errors import BenchError  # noqa: E402
-from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, rows_of, tasks_needed  # noqa: E402
+from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, tasks_needed  # noqa: E402
+from diffae_bench.reporting.tables import load_rows  # noqa: E402
 
 
 def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed: Path | None = None):
@@ -31,7 +32,7 @@ def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed:
         for folder in [committed, *new]:
             if not folder.is_dir():
                 raise ValueError(f"{folder} is not a folder of records")
-        return judge(rule, rows_of([committed]), rows_of(new), data)
+        return judge(rule, load_rows([committed]), load_rows(new), data)
     except (ValueError, BenchError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
@@ -48,7 +49,7 @@ def main() -> int:
     a = ap.parse_args()
     if a.tasks_needed:
         committed = a.committed or ROOT / "results" / "records" / a.data
-        print(",".join(tasks_needed(a.rule, rows_of([committed]), a.data)))
+        print(",".join(tasks_needed(a.rule, load_rows([committed]), a.data)))
         return 0
     if not a.new:
         print("error: give the folder(s) of the new models' records (or --tasks-needed)", file=sys.stderr)

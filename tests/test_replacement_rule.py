@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from diffae_bench.harness.records import ROW_COLUMNS
-from diffae_bench.reporting.replacement import FAILS, HOLDS, INCOMPARABLE, RULES, judge, rows_of
-from diffae_bench.reporting.tables import rows_frame
+from diffae_bench.reporting.replacement import FAILS, HOLDS, INCOMPARABLE, RULES, judge
+from diffae_bench.reporting.tables import load_rows, rows_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 LEGS = ROOT / "results" / "legs" / "2026-11-27_h200_two-legs" / "records"
@@ -138,14 +138,14 @@ def test_two_records_of_one_measurement_are_refused():
 def test_the_hand_verdicts_of_the_legs_page():
     """MNIST: v2 not met by the DMZ's Bernoulli samples alone, v3 met (the references replaced in session 6);
     shapes: v3 not met, the DDIM's fd_cnn at T = 20 and 100 and Diff-AE's T = 20 SSIM past the CI."""
-    replaced = rows_of([LEGS / "replaced-references"])
-    mnist = rows_of([LEGS / "diffae", LEGS / "ddim", LEGS / "dmz"])
+    replaced = load_rows([LEGS / "replaced-references"])
+    mnist = load_rows([LEGS / "diffae", LEGS / "ddim", LEGS / "dmz"])
     v2 = judge("v2", replaced, mnist, "mnist")
     assert [o.check for o in v2.failing()] == ["dmz sample_fid fd_cnn/T=20/z=prior: not worse"]
     assert judge("v3", replaced, mnist, "mnist").met
 
-    shapes = judge("v3", rows_of([ROOT / "results" / "records" / "shapes"]),
-                   rows_of([LEGS / f"shapes-{k}" for k in ("diffae", "ddim", "dmz")]), "shapes")
+    shapes = judge("v3", load_rows([ROOT / "results" / "records" / "shapes"]),
+                   load_rows([LEGS / f"shapes-{k}" for k in ("diffae", "ddim", "dmz")]), "shapes")
     s = statuses(shapes)
     assert not shapes.met
     assert {c for c, v in s.items() if v == FAILS} == {

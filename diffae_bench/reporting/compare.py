@@ -83,6 +83,10 @@ MUST_MATCH = {
     "numeric_mode": "a different numeric mode",
     "weights": "different pretrained / feature-network weights",
 }
+# Everything two rows must share to measure the same thing: the task's version, options and images (each refused
+# with its own message below), then MUST_MATCH. The replacement rule (reporting.replacement) reads the same list.
+SAME_MEASUREMENT = {"task_version": "another task version", "config_hash": "other task options",
+                    "data_hash": "other images", **MUST_MATCH}
 
 
 def _refuse_incomparable(both: pd.DataFrame) -> None:

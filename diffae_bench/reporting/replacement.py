@@ -20,7 +20,7 @@ rule is not met (re-run that task on the side that differs). So a rule never pas
 meaning differs, e.g. a `--profile quick` or `--limit` evaluation against the default-size records.
 
 `judge(rule, committed_rows, new_rows, data)` is the pure core (leaderboard rows in, a Verdict out);
-`rows_of(folders)` reads record folders; `tasks_needed` names the tasks a verdict reads (run them first:
+`reporting.tables.load_rows` reads record folders (or a leaderboard CSV); `tasks_needed` names the tasks a verdict reads (run them first:
 they decide it). scripts/replacement_rule.py prints a verdict, and
 scripts/replace_references.py replaces nothing unless the rule it is given is met.
 """
@@ -28,10 +28,10 @@ scripts/replace_references.py replaces nothing unless the rule it is given is me
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
+from .compare import SAME_MEASUREMENT
 from .criteria import criteria
 from .findings import NO_DATA, YES
 
@@ -119,9 +119,14 @@ def _cell(row) -> str:
     return f"{row['value']:.4g} [{row['ci_low']:.4g}, {row['ci_high']:.4g}] (v{row['task_version']})"
 
 
+def _on(rows: pd.DataFrame, data: str) -> pd.DataFrame:
+    """The rows of one data set's reference kinds (diffae, ddim, dmz)."""
+    return rows[(rows["dataset"] == data) & rows["model_kind"].isin(KINDS)]
+
+
 def _index(rows: pd.DataFrame, data: str, side: str) -> dict:
     """(kind, task, metric) -> {task version: row} on one data set; two rows of one measurement are refused."""
-    rows = rows[(rows["dataset"] == data) & rows["model_kind"].isin(KINDS)]
+    rows = _on(rows, data)
     seen = rows.groupby(["model_kind", "task", "metric", "task_version"]).size()
     if (seen > 1).any():
         dup = seen[seen > 1].index[0]
@@ -143,15 +148,9 @@ def _pair(old: dict | None, cur: dict | None):
     return (old[max(old)] if old else None), (cur[max(cur)] if cur else None)
 
 
-# What two records must share for their numbers to mean the same thing (as `bench compare` requires).
-MUST_MATCH = {"task_version": "another task version", "config_hash": "other task options",
-              "data_hash": "other images", "seed": "another seed", "numeric_mode": "another numeric mode",
-              "weights": "other feature-network weights"}
-
-
 def _mismatch(old, cur) -> str | None:
-    """Why two rows are not comparable (None when they are)."""
-    for col, what in MUST_MATCH.items():
+    """Why two rows are not comparable (None when they are): what `bench compare` refuses (SAME_MEASUREMENT)."""
+    for col, what in SAME_MEASUREMENT.items():
         if str(old[col]) != str(cur[col]):
             return what
     return None
@@ -198,7 +197,7 @@ def _goals(committed_rows: pd.DataFrame, new_rows: pd.DataFrame, data: str) -> l
     """Clause (d): every goal the committed models meet on `data` must be met by the new ones (same task versions;
     new rows measured otherwise than the committed ones are left out first, so such a goal is not met)."""
     def on(rows):
-        rows = rows[(rows["dataset"] == data) & rows["model_kind"].isin(KINDS)]
+        rows = _on(rows, data)
         return {f.claim: f for f in criteria(rows)} if len(rows) else {}
 
     old, cur = on(committed_rows), on(new_rows)
@@ -233,8 +232,7 @@ def judge(rule: str | Rule, committed_rows: pd.DataFrame, new_rows: pd.DataFrame
             what = f"{check.kind} {check.task} {check.metric}: " + ("not worse" if check.test == "not_worse"
                                                                     else "CI above 0")
             outcomes.append(Outcome(label, what, old_cell, new_cell, status))
-    new_rows = new_rows[(new_rows["dataset"] == data) & new_rows["model_kind"].isin(KINDS)]
-    outcomes += _goals(committed_rows, _measured_alike(new_rows, committed), data)
+    outcomes += _goals(committed_rows, _measured_alike(_on(new_rows, data), committed), data)
     return Verdict(rule.name, data, tuple(outcomes))
 
 
@@ -243,16 +241,9 @@ def tasks_needed(rule: str | Rule, committed_rows: pd.DataFrame, data: str) -> l
     (clause (d)). Evaluating these first decides the rule before the other tasks are run."""
     rule = RULES[rule] if isinstance(rule, str) else rule
     tasks = {check.task for _, checks in rule.clauses for check in checks}
-    rows = committed_rows[(committed_rows["dataset"] == data) & committed_rows["model_kind"].isin(KINDS)]
+    rows = _on(committed_rows, data)
     for f in criteria(rows) if len(rows) else []:
         if f.verdicts.get(data) == YES:
             tasks |= set(f.versions)
     return sorted(tasks)
 
-
-def rows_of(folders) -> pd.DataFrame:
-    """Leaderboard rows of every record under the folders (the suite's own record reader)."""
-    from ..harness.records import record_rows
-    from .tables import records_under, rows_frame
-
-    return rows_frame([row for folder in folders for rec in records_under(Path(folder)) for row in record_rows(rec)])

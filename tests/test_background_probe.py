@@ -52,3 +52,33 @@ print("ok")
 def test_the_v_reading_and_loss_are_what_the_page_says():
     r = subprocess.run([sys.executable, "-c", CHECK], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+def _raw_rows(text: str) -> dict[str, dict]:
+    """{run: {column: cell}} of every table in the probe's output."""
+    rows, head = {}, None
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| run |"):
+            head = cells
+        elif line.startswith("| ") and head:
+            rows[cells[0]] = dict(zip(head, cells))
+    return rows
+
+
+def test_the_pages_table_is_the_probes_output_rounded():
+    """No figure on the page is typed: each row is probe_output.md's row of that run, rounded as the header says."""
+    page_dir = ROOT / "results" / "diagnostics" / "2026-11-28_background_eps_vs_v"
+    raw = _raw_rows((page_dir / "probe_output.md").read_text())
+    page = [l for l in (page_dir / "README.md").read_text().splitlines() if l.startswith("| ") and not l.startswith("| run")]
+    assert len(page) == len(raw) == 8
+    for line in page:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        r = raw[cells[0]]
+        f = lambda k: float(r[k])  # noqa: E731
+        x0 = " / ".join(f"{f(f't={t}: x0 corner'):.3f}" for t in (999, 900, 800, 600))
+        expected = [cells[0], r["data"], cells[2], r["param"], r["seed"], f"{f('samples T=100: corner'):.3f}",
+                    f"{100 * f('samples T=100: black'):.1f} %", x0,
+                    f"{f('t=999: eps mse'):.1e} ({f('t=999: eps mse, mean image'):.1e})"]
+        assert cells == expected
+        assert cells[2] == ("1" if r["data"].endswith("grey1") or r["data"] == "mnist" else "3")  # the channel count

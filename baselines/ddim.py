@@ -49,7 +49,7 @@ class DDIM(DiffusionAutoencoder):
     z_dim = 0
 
     def __init__(self, cfg: DDIMConfig):
-        super().__init__()
+        super().__init__(cfg.unet.prediction)
         self.cfg = cfg
         self.unet = UNet(cfg.unet)
         self._loss = DiffusionLoss()
@@ -61,13 +61,13 @@ class DDIM(DiffusionAutoencoder):
 
     def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """L_simple, exactly as Diff-AE's stage 1 but with no conditioning."""
-        return self._loss(lambda x_t, t: self.unet(x_t, t), x0, generator)
+        return self._loss(lambda x_t, t: self.output_as_eps(self.unet(x_t, t), x_t, t), x0, generator)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         if z is not None:
             raise NoSemanticLatent(f"the ddim baseline has no semantic latent: it takes z=None "
                                    f"(got a tensor of shape {tuple(z.shape)})")
-        return self.unet(x_t, t)
+        return self.output_as_eps(self.unet(x_t, t), x_t, t)
 
     def describe(self) -> dict:
         return {**super().describe(), "config": asdict(self.cfg)}

@@ -229,7 +229,7 @@ class DMZ(DiffusionAutoencoder):
     latent_type = "binary"
 
     def __init__(self, cfg: DMZConfig):
-        super().__init__()
+        super().__init__(cfg.unet.prediction)
         self.cfg = cfg
         self.z_dim = cfg.n_bits
         self.encoder = SemanticEncoder(cfg.encoder)  # x0 -> logits (B, n_bits)
@@ -269,13 +269,13 @@ class DMZ(DiffusionAutoencoder):
         training objective, not an evaluation of the hard-bit model.
         """
         z = self.training_code(x0, generator)
-        return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
+        return self._loss(lambda x_t, t: self.output_as_eps(self.unet(x_t, t, z), x_t, t), x0, generator)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         """The decoder on a code z (encode()'s hard bits at evaluation; soft codes on a lerp path)."""
         if z is None:
             raise BenchError("the dmz model's decoder needs a code z (its hard bits: model.encode(x0))")
-        return self.unet(x_t, t, z.to(x_t.dtype))
+        return self.output_as_eps(self.unet(x_t, t, z.to(x_t.dtype)), x_t, t)
 
     # -- codes -------------------------------------------------------------------
     @torch.no_grad()

@@ -4,7 +4,9 @@ Everything here follows ../shared/PROTOCOL.md and the Diff-AE reference code
 (guided-diffusion's respacing and DDIM):
 
 - training: T_train = 1000 steps, linear betas 1e-4 .. 0.02, epsilon
-  prediction with the plain MSE loss (Ho et al. 2020, L_simple);
+  prediction with the plain MSE loss (Ho et al. 2020, L_simple); a network
+  may instead output v (`PREDICTIONS`, a departure; models/base.py reads it
+  as eps with `eps_from_v`, so the loss and every sampler still see eps);
 - evaluation with T steps uses "ddimT" respacing: stride s is the smallest
   integer with len(range(0, 1000, s)) == T, kept steps {0, s, 2s, ...}, so
   sampling starts at t = 1000 - s (e.g. 900 for T = 10), not 999;
@@ -32,6 +34,8 @@ from .errors import BenchError
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 T_TRAIN = 1000  # number of training diffusion steps (PROTOCOL)
+# What an image network's output is read as: "eps" (Ho et al.; Diff-AE, the paper) or "v" (Salimans & Ho 2022)
+PREDICTIONS = ("eps", "v")
 
 
 # ---------------------------------------------------------------- schedules
@@ -99,6 +103,20 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alpha_bar: 
     """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (Ho et al. eq. 4)."""
     a = _per_sample(alpha_bar.to(x0.device)[t], x0)
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: torch.Tensor) -> torch.Tensor:
+    """The eps a v-prediction means: eps = sqrt(1 - a) x_t + sqrt(a) v, with a = alpha_bar_t, (B,) float64.
+
+    Salimans & Ho 2022 (Sec. 4, App. D) define v = sqrt(a) eps - sqrt(1 - a) x0;
+    with x_t = sqrt(a) x0 + sqrt(1 - a) eps (eq. 4 above) the line solves for eps.
+    Why it matters here (results/diagnostics/2026-11-28_background_eps_vs_v): at
+    t = 999 the x0 a network implies is x0 = sqrt(a) x_t - sqrt(1 - a) v, so a
+    v error reaches x0 about 1:1, where an eps error reaches it 157x enlarged
+    (sqrt((1 - a) / a)); eps networks leave grey backgrounds on 3-channel shapes.
+    """
+    a = _per_sample(alpha_bar_t, x_t)
+    return (1 - a).sqrt() * x_t + a.sqrt() * v.to(x_t.dtype)
 
 
 def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ MNIST_IMAGES="${MNIST_IMAGES:-800000}"      # over all legs; the MNIST three sta
 SHAPES_IMAGES="${SHAPES_IMAGES:-540000}"    # over all legs; the shapes three start at 133,632-163,840
 BATCH="${BATCH:-1024}"; LR="${LR:-4e-4}"; MODE="${MODE:-fp32}"
 BATCH_SHAPES="${BATCH_SHAPES:-$BATCH}"; LR_SHAPES="${LR_SHAPES:-$LR}"
+PREDICTION="${PREDICTION:-eps}"             # eps (the paper; legs 1-4) or v (README "Departures": black shapes backgrounds)
 WARMUP="${WARMUP:-0}"                       # lr warm-up steps at the leg's start (fresh Adam); 0: none (legs 1-4)
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_leg.XXXXXX")"; LOGS="$WORK/logs"; mkdir -p "$LOGS"
 SUMMARY="$LOGS/summary.txt"
@@ -89,7 +90,7 @@ leg() {  # leg DATASET IMAGES NAMES [--mnist-root DIR]
   local from=(--init-from "$init"); [ "$init" = none ] && from=()
   timeout -k 10 $(( SECONDS_CAP + ${LEG_SLACK:-150} )) $PY scripts/train_references.py --seconds "$SECONDS_CAP" --images "$images" \
     --only "$names" "${from[@]}" --root "$WORK/runs-$data" --export "$WORK/export-$data" --device $DEV \
-    --numeric-mode "$MODE" --fallback-mode "$MODE" --batch-size "$batch" --lr "$lr" --warmup-steps "$WARMUP" --logs "$LOGS" "${COMMON[@]}" "$@" \
+    --numeric-mode "$MODE" --fallback-mode "$MODE" --batch-size "$batch" --lr "$lr" --warmup-steps "$WARMUP" --prediction "$PREDICTION" --logs "$LOGS" "${COMMON[@]}" "$@" \
     >> "$LOGS/leg-$data.log" 2>&1
   echo "leg $data: exit $? after $(( $(date +%s) - START )) s" >> "$SUMMARY"
 }

@@ -43,7 +43,7 @@ def child(name: str, model: str, dataset: str, a: argparse.Namespace) -> None:
                         image_size=IMAGE_SIZE, steps=NO_LIMIT, images=a.images, seed=SEED, out=str(Path(a.root) / name),
                         ckpt_every=a.ckpt_every, device=a.device, progress=False, numeric_mode=a.numeric_mode,
                         batch_size=a.batch_size, lr=a.lr, diag_every=a.diag_every, max_seconds=a.seconds,
-                        init_from=init_from, warmup_steps=a.warmup_steps)
+                        init_from=init_from, warmup_steps=a.warmup_steps, prediction=a.prediction)
     s = train_autoencoder(opts)
     print(json.dumps({"name": name, "step": s["step"], "loss_ema": s["loss_ema"], "images_per_s": s["images_per_s"],
                       "wall_s": s["wall_s"], "numeric_mode": a.numeric_mode, "x0_diagnostic": s.get("x0_diagnostic")}),
@@ -60,6 +60,7 @@ def start_child(name: str, model: str, dataset: str, a: argparse.Namespace, seco
     cmd += ["--init-from", a.init_from] if a.init_from else []
     cmd += ["--images", str(a.images)] if a.images else []
     cmd += ["--warmup-steps", str(a.warmup_steps)] if a.warmup_steps else []
+    cmd += ["--prediction", a.prediction]
     log = open(Path(a.logs) / f"train-{name}.log", "a") if a.logs else None
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT if log else None)
 
@@ -90,6 +91,8 @@ def main() -> None:
                          "before count); --seconds stays a cap. None: train until the deadline")
     ap.add_argument("--warmup-steps", type=int, default=0,
                     help="linear lr warm-up over each run's first N steps (a new --init-from leg restarts Adam)")
+    ap.add_argument("--prediction", default="eps", choices=("eps", "v"),
+                    help="what the image networks output: eps (the paper) or v (a departure; README \"Departures\")")
     ap.add_argument("--child", nargs=3, metavar=("NAME", "MODEL", "DATASET"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:

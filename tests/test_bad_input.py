@@ -88,6 +88,7 @@ CASES = [
     ("ls-format", ["ls", "tasks", "--format", "yaml"], "--format must be text or json"),
     ("train-preset", [*TRAIN, "--steps", "1", "--preset", "smal"], "did you mean 'small'"),
     ("train-mode", [*TRAIN, "--steps", "1", "--numeric-mode", "fp64"], "unknown numeric mode 'fp64'"),
+    ("train-prediction", [*TRAIN, "--steps", "1", "--prediction", "x0"], "--prediction must be one of eps, v, got 'x0'"),
     ("train-stage", [*TRAIN, "--steps", "1", "--stage", "both"], "'both' is not one of"),
     # the result commands
     ("table-format", ["table", "--format", "xlsx", "<out>"], "'xlsx' is not one of"),

@@ -95,6 +95,8 @@ def train(
                                            "--batch-size); under torchrun each process takes its share"),
     workers: Optional[int] = typer.Option(None, help="DataLoader workers decoding image-file data sets ahead "
                                                      "(default: up to 4; 0: decode in the step)"),
+    prediction: str = typer.Option("eps", help="what the image network outputs: eps (the paper) or v (Salimans & Ho "
+                                   "2022; a departure, README \"Departures\"); recorded in the model config"),
     warmup_steps: int = typer.Option(0, help="linear learning-rate warm-up over this run's first N steps (a new "
                                      "--init-from leg starts Adam afresh); 0: none"),
     init_from: Optional[str] = typer.Option(None, help="start from this trained model's EMA weights (run dir, checkpoint "
@@ -124,6 +126,7 @@ def train(
                         numeric_mode=get_mode(numeric_mode).name, compile=compile_, compile_mode=compile_mode,
                         log_every=log_every, diag_every=diag_every, max_seconds=max_seconds,
                         accumulate=accumulate, init_from=init_from, images=images, warmup_steps=warmup_steps,
+                        prediction=prediction,
                         **({} if workers is None else {"workers": workers}))
     summary = (train_latent if stage is Stage.latent else train_autoencoder)(opts)
     from ..training.x0_diagnostic import summary_lines

@@ -7,6 +7,7 @@ a sampler. A subclass provides
 
   image_shape               (C, H, W) of the images it takes and makes
   denoise(x_t, t, z)        eps_theta(x_t, t[, z]); z is None for a model without a semantic latent
+                            (a network that outputs v hands its output through output_as_eps)
   loss(x0, generator)       its training loss (stage 1)
 
 and, for a model with a semantic latent,
@@ -60,8 +61,13 @@ class DiffusionAutoencoder(nn.Module, ABC):
     latent_type: str | None = None  # "continuous", "binary", or None without a semantic latent (recorded)
     z_dim: int = 0  # width of the code encode() returns; 0 without one
 
-    def __init__(self):
+    def __init__(self, prediction: str = "eps"):
         super().__init__()
+        # What the image network outputs (diffusion.PREDICTIONS): "eps", or "v" read as eps by output_as_eps.
+        if prediction not in D.PREDICTIONS:
+            raise ValueError(f"prediction must be one of {D.PREDICTIONS}, got {prediction!r}")
+        self.prediction = prediction
+        self._alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas()))  # float64; moved per device on use
         # A LatentPrior (a submodule: its state is in the checkpoint), or None: no code sampler.
         # Set here, not as a class attribute, which would hide the registered submodule.
         self.prior = None
@@ -87,6 +93,18 @@ class DiffusionAutoencoder(nn.Module, ABC):
         z is any code of encode()'s shape (not necessarily the image's own:
         z_usage swaps codes between images), None without a semantic latent.
         """
+
+    def output_as_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output as eps: itself for an eps network, diffusion.eps_from_v for a v one.
+
+        Subclasses call it in denoise() and in the loss's denoiser, so training
+        (L_simple on eps, unchanged) and every sampler and task see eps either way.
+        """
+        if self.prediction == "eps":
+            return out
+        if self._alpha_bar.device != x_t.device:
+            self._alpha_bar = self._alpha_bar.to(x_t.device)  # once per device, not a copy a step
+        return D.eps_from_v(x_t, out, self._alpha_bar[t])
 
     def encode(self, x0: torch.Tensor) -> torch.Tensor:
         """The deterministic semantic code of clean images, (B, z_dim)."""

@@ -34,7 +34,7 @@ class DiffAE(DiffusionAutoencoder):
                          "latent_trained": "prior.trained"}
 
     def __init__(self, cfg: DiffAEConfig):
-        super().__init__()
+        super().__init__(cfg.unet.prediction)
         if cfg.unet.z_dim != cfg.encoder.z_dim or cfg.latent.z_dim != cfg.encoder.z_dim:
             raise ValueError("decoder, encoder and latent DDIM must agree on z_dim")
         self.cfg = cfg
@@ -51,12 +51,12 @@ class DiffAE(DiffusionAutoencoder):
 
     def loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         z = self.encoder(x0)  # the encoder sees the clean image
-        return self._loss(lambda x_t, t: self.unet(x_t, t, z), x0, generator)
+        return self._loss(lambda x_t, t: self.output_as_eps(self.unet(x_t, t, z), x_t, t), x0, generator)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         if z is None:
             raise ValueError("Diff-AE's decoder needs z_sem")
-        return self.unet(x_t, t, z)
+        return self.output_as_eps(self.unet(x_t, t, z), x_t, t)
 
     @torch.no_grad()
     def encode(self, x0: torch.Tensor) -> torch.Tensor:

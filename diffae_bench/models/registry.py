@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import file_sha256, from_dict, load_checkpoint, load_state_strict, split_prefix
+from ..checkpoint import file_sha256, from_dict, to_jsonable, load_checkpoint, load_state_strict, split_prefix
 from ..errors import CheckpointError
 from ..presets import Preset
 from ..registry import Registry
@@ -68,6 +68,16 @@ def build_from_meta(meta: dict) -> tuple[ModelKind, DiffusionAutoencoder]:
     kind = get_kind(meta["model"])
     cfg = from_dict(kind.config_cls, meta["model_config"])
     return kind, kind.cls(cfg)
+
+
+def canonical_config(meta: dict) -> dict:
+    """A stored model_config as today's code reads it (fields added since filled in), for comparing runs.
+
+    A checkpoint written before a field existed (e.g. UNetConfig.prediction) stores
+    no value for it; read back it gets the value it was trained with, so it is the
+    same network as a new config with that value, and the comparison says so.
+    """
+    return to_jsonable(from_dict(get_kind(meta["model"]).config_cls, meta["model_config"]))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..diffusion import timestep_embedding
+from ..diffusion import PREDICTIONS, timestep_embedding
 from .code_attention import CodeCrossAttention
 
 Z_MODES = ("adagn", "xattn_code", "xattn", "temb")
@@ -50,8 +50,17 @@ class UNetConfig:
     # None = 4 x base_channels, the ADM rule that checkpoints written before this
     # field was added were trained with (so a stored config without it gets None).
     embed_channels: int | None = 512
+    # What the output is read as: "eps" (the paper's, Ho et al.) or "v" (Salimans & Ho 2022; a
+    # departure, README "Departures"). The network is the same; the model turns v into eps
+    # (DiffusionAutoencoder.output_as_eps), so the loss stays L_simple and samplers see eps.
+    # Checkpoints written before this field was added predict eps, the default.
+    prediction: str = "eps"
 
     ABSENT_FIELD_VALUES: ClassVar[dict] = {"embed_channels": None}
+
+    def __post_init__(self):
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,8 @@ def train_commands(config: dict, steps: int, latent_meta: dict | None, out: str)
     for flag, key in (("--batch-size", "batch_size"), ("--lr", "lr"), ("--train-limit", "train_limit")):
         if o.get(key) is not None:
             cmd.append(f"{flag} {o[key]}")
+    if o.get("prediction", "eps") != "eps":  # the network's output reading (UNetConfig.prediction): another model
+        cmd.append(f"--prediction {o['prediction']}")
     if o.get("warmup_steps"):  # part of the recipe (the run's identity)
         cmd.append(f"--warmup-steps {o['warmup_steps']}")
     if o.get("init_from"):  # a later leg: it starts from the previous leg's weights

@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoint import file_sha256, load_checkpoint, load_state_strict, split_prefix
 from ..errors import BenchError, CheckpointError
-from ..models.registry import resolve_checkpoint
+from ..models.registry import canonical_config, resolve_checkpoint
 
 LEG_KEYS = ("step", "images_seen", "batch_size", "lr", "wall_s", "machine", "numerics", "command")
 
@@ -37,9 +37,12 @@ def start_leg(path: str | Path, model: torch.nn.Module, ema: torch.nn.Module, me
     """
     ckpt = resolve_checkpoint(path)
     tensors, old = load_checkpoint(ckpt)
-    for key, what in (("model", "model kind"), ("model_config", "network configuration")):
-        if old.get(key) != meta[key]:
-            raise CheckpointError(f"--init-from {path}: a different {what} than this run's; it cannot continue it")
+    if old.get("model") != meta["model"]:
+        raise CheckpointError(f"--init-from {path}: a different model kind than this run's; it cannot continue it")
+    # Compared as today's code reads them: a config stored before a field was added is the same network.
+    if canonical_config(old) != canonical_config(meta):
+        raise CheckpointError(f"--init-from {path}: a different network configuration than this run's "
+                              "(e.g. eps against v prediction); it cannot continue it")
     if old.get("dataset", {}).get("content_hash") != meta["dataset"]["content_hash"]:
         raise CheckpointError(f"--init-from {path}: trained on other data than this run's ({meta['dataset']['name']})")
     own = model.state_dict()

@@ -11,6 +11,7 @@ train_step.py; stage 1 also logs the high-t x0 diagnostic (x0_diagnostic.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import json
 import math
@@ -27,8 +28,9 @@ from ..checkpoint import (atomic_write_json, file_sha256, from_dict, load_checkp
                          optimizer_to_tensors, save_checkpoint, split_prefix, to_jsonable)
 from ..data import load_dataset
 from ..device import describe_device, resolve_device
+from ..diffusion import PREDICTIONS
 from ..errors import BenchError, CheckpointError
-from ..models import CHECKPOINT, LATENT_CHECKPOINT, get_kind, has_latent_stage, load_model
+from ..models import CHECKPOINT, LATENT_CHECKPOINT, canonical_config, get_kind, has_latent_stage, load_model
 from ..numerics import cpu_threads, get_mode, pinned_threads
 from ..presets import PRESETS, TrainConfig
 from .. import distributed as dist
@@ -67,6 +69,8 @@ class TrainOptions:
     workers: int = min(4, os.cpu_count() or 1)  # DataLoader workers decoding lazy data sets (image files) ahead; 0: in the step
     init_from: str | None = None  # a trained model (run dir, checkpoint, exported folder) whose EMA weights start this run: a new leg (legs.py)
     images: int | None = None  # instead of steps: stop at this many images over all legs (init_from's count), in whole batches
+    prediction: str = "eps"  # what the image network outputs: eps (the paper) or v (Salimans & Ho 2022, a departure:
+    #                          black shapes backgrounds at budgets where eps leaves grey ones; README "Departures")
     warmup_steps: int = 0  # linear lr warm-up from 0 over this run's first N steps; 0: none. A new leg (init_from)
     #                        starts Adam afresh, whose first steps move every weight by about lr (a bump in the x0 log)
 
@@ -86,6 +90,8 @@ def check_options(opts: TrainOptions) -> None:
             raise BenchError(f"{flag} must be a positive integer, got {value}")
     if isinstance(opts.workers, bool) or not isinstance(opts.workers, int) or opts.workers < 0:
         raise BenchError(f"--workers must be 0 or a positive integer, got {opts.workers}")
+    if opts.prediction not in PREDICTIONS:
+        raise BenchError(f"--prediction must be one of {', '.join(PREDICTIONS)}, got {opts.prediction!r}")
     if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):
         raise BenchError(f"--lr must be a positive number, got {opts.lr}")
 
@@ -183,9 +189,12 @@ def _optimise(*, loss_fn: Callable[[], torch.Tensor], params: list, opt: torch.o
 
 def _run_identity(meta: dict) -> dict:
     """What must match for a run directory to be resumed rather than refused."""
-    keys = ("model", "model_config", "dataset", "seed", "batch_size", "lr", "init_from")
-    # warmup_steps: 0 where a run predates the option, so those runs still resume
-    return {**{k: meta.get(k) for k in keys}, "warmup_steps": meta.get("warmup_steps") or 0}
+    keys = ("model", "dataset", "seed", "batch_size", "lr", "init_from")
+    # warmup_steps: 0 where a run predates the option, and the config as today's code reads it
+    # (canonical_config), so those runs still resume
+    config = canonical_config(meta) if meta.get("model") and meta.get("model_config") else meta.get("model_config")
+    return {**{k: meta.get(k) for k in keys}, "model_config": config,
+            "warmup_steps": meta.get("warmup_steps") or 0}
 
 
 def _dataset_meta(data, opts: TrainOptions) -> dict:
@@ -225,6 +234,7 @@ def _train_autoencoder(opts: TrainOptions) -> dict:
     image_size = opts.image_size or preset.image_size
     data = load_dataset(opts.dataset, "train", root=opts.data_root, image_size=image_size, limit=opts.train_limit)
     preset = preset.for_data(data.image_shape[0], image_size)
+    preset = dataclasses.replace(preset, unet=dataclasses.replace(preset.unet, prediction=opts.prediction))
     tc = preset.train
     batch_size, lr = opts.batch_size or tc.batch_size, opts.lr or tc.lr
     setup = step_setup(device, get_mode(opts.numeric_mode).name, opts.compile_mode if opts.compile else None)

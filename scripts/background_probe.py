@@ -13,7 +13,9 @@ that knows only the data's mean image, eps = (x_t - sqrt(ab) * mean) / sqrt(1 - 
 
   python scripts/background_probe.py train RUN --data shapes_grey3 [--param v] [--steps 3000] [--seed 0]
   python scripts/background_probe.py probe RUN [RUN ...]
-  python scripts/background_probe.py grid RUN OUT.png        # 32 samples at T = 100, seed 0, 4x nearest
+  python scripts/background_probe.py table RECORD [...]     # the page's small-preset table from sample_fid records
+  python scripts/background_probe.py grid RUN OUT.png        # 32 samples at T = 100, seed 0, 4x nearest;
+                                                             # RUN may be any trained model folder
 
 The variants and the v reading exist only in this script's process (registered and patched here);
 `train` runs `bench train --kind ddim --preset tiny --image-size 16 --seed SEED --threads 1` in-process
@@ -114,13 +116,38 @@ def grid(run: Path, out: Path) -> int:
     from torchvision.utils import make_grid
     from PIL import Image
 
-    if json.loads((run / "probe.json").read_text())["param"] != "eps":
+    # A run of this script reads its output as its probe.json says; any other model (a reference, or one
+    # trained with `bench train --prediction v`) as its stored config says (UNetConfig.prediction).
+    probe_json = run / "probe.json"
+    if probe_json.is_file() and json.loads(probe_json.read_text())["param"] != "eps":
         read_as_v()
     samples = load_model(run, "cpu").sample(32, 100, generator=torch.Generator().manual_seed(0))
     g = make_grid((samples.clamp(-1, 1) + 1) / 2, nrow=16, padding=1)
     img = Image.fromarray((g.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     img.resize((img.width * 4, img.height * 4), Image.NEAREST).save(out)
     return 0
+
+
+SMALL_T = (10, 20, 50, 100)  # sample_fid's T grid
+
+
+def small_preset_table(records: list[Path]) -> str:
+    """The page's small-preset table, from sample_fid records (one row per record; values as recorded, 3 digits)."""
+    head = ("| model | reading | images | corner gap T = 10 / 20 / 50 / 100 | corner gap T = 100 [95 % CI] "
+            "| fd_cnn T = 10 / 20 / 50 / 100 | fd_cnn T = 100 [95 % CI] | fd_cnn floor |\n|" + "---|" * 8)
+    lines = [head]
+    for path in records:
+        rec = json.loads(Path(path).read_text())
+        m = {x["key"]: x for x in rec["metrics"]}
+        unet = rec["model"]["describe"]["config"]["unet"]
+        images = rec["model"]["train"].get("images_seen_total") or rec["model"]["train"]["images_seen"]
+        ci = lambda k: f"{m[k]['value']:.3g} [{m[k]['ci_low']:.3g}, {m[k]['ci_high']:.3g}]"
+        lines.append(" | ".join([
+            f"| {rec['model']['label']}", unet.get("prediction", "eps"), f"{images:,}",
+            " / ".join(f"{m[f'corner_gap/T={T}/z=prior']['value']:.3g}" for T in SMALL_T), ci("corner_gap/T=100/z=prior"),
+            " / ".join(f"{m[f'fd_cnn/T={T}/z=prior']['value']:.3g}" for T in SMALL_T), ci("fd_cnn/T=100/z=prior"),
+            f"{m['fd_cnn_floor']['value']:.3g} |"]))
+    return "\n".join(lines)
 
 
 def main() -> int:
@@ -137,7 +164,12 @@ def main() -> int:
     gr = sub.add_parser("grid")
     gr.add_argument("run", type=Path)
     gr.add_argument("out", type=Path)
+    tb = sub.add_parser("table")
+    tb.add_argument("records", type=Path, nargs="+")
     a = ap.parse_args()
+    if a.cmd == "table":
+        print(small_preset_table(a.records))
+        return 0
     torch.set_num_threads(1)
     if a.cmd == "grid":
         return grid(a.run, a.out)

@@ -13,7 +13,9 @@
 #
 #   device run:  INIT_FROM=.leg/init bash scripts/gpu_leg.sh     carry: .whl .refdata .leg    (timeout_s 590)
 #   next leg:    DATASETS=shapes INIT_FROM=results/models INIT_SHAPES=none BATCH_SHAPES=256 LR_SHAPES=4e-4 WARMUP=200
-#                SHAPES_IMAGES=640000 SECONDS_CAP=360 bash scripts/gpu_leg.sh      carry: nothing  (timeout_s 590)
+#                PREDICTION=v SHAPES_IMAGES=640000 SECONDS_CAP=360 bash scripts/gpu_leg.sh   carry: nothing  (timeout_s 590)
+#                (PREDICTION=v: with eps the shapes samples keep grey backgrounds at these budgets; a small DDIM
+#                with v met the background goal at 96k images on the CPU: results/diagnostics/2026-11-28_background_eps_vs_v)
 #                (the step is launch-bound at ~112 ms of CPU dispatch, ~9 steps/s per process whatever the batch:
 #                360 s buy ~3,000 steps, so batch 256 x 2,500 steps, 4x the references' images at their steps,
 #                leaves margin for three processes sharing the GPU; lr by the sqrt-batch rule from 2e-4 at 64.

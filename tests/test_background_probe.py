@@ -82,3 +82,18 @@ def test_the_pages_table_is_the_probes_output_rounded():
                     f"{f('t=999: eps mse'):.1e} ({f('t=999: eps mse, mean image'):.1e})"]
         assert cells == expected
         assert cells[2] == ("1" if r["data"].endswith("grey1") or r["data"] == "mnist" else "3")  # the channel count
+
+
+def test_the_small_preset_table_is_the_records():
+    """The follow-up's table is `background_probe.py table` of the committed eps reference's record and the v
+    model's (none of its figures typed by hand). In a subprocess: the script registers its data variants."""
+    page = ROOT / "results" / "diagnostics" / "2026-11-28_background_eps_vs_v"
+    text = (page / "README.md").read_text()
+    block = text.split("<!-- small-preset table: begin -->\n")[1].split("\n<!-- small-preset table: end -->")[0]
+    records = [ROOT / "results/records/shapes/cpu_refresh_2026-11-27/ddim-small-shapes/sample_fid/"
+                      "sample_fid__ddim-small-shapes__shapes.json", *sorted((page / "records").glob("sample_fid__*.json"))]
+    r = subprocess.run([sys.executable, "scripts/background_probe.py", "table", *map(str, records)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert block == r.stdout.rstrip("\n")
+    assert "| ddim-small-shapes | eps | 164,992 |" in block and "| v | 96,000 |" in block

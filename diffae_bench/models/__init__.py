@@ -11,9 +11,8 @@ The DDIM baseline and the DMZ-style model live in diffae_bench.baselines.
 from .base import DiffusionAutoencoder, NoSemanticLatent, Representation
 from .priors import LatentDDIMPrior, LatentNotTrained, LatentPrior
 from .registry import (CHECKPOINT, LATENT_CHECKPOINT, MODELS, ModelKind, build_from_meta, build_model, canonical_config,
-                       get_kind,
-                       has_latent_stage, load_model, model_names, resolve_checkpoint)
+                       get_kind, has_latent_stage, load_model, model_names, resolve_checkpoint)
 
 __all__ = ["CHECKPOINT", "LATENT_CHECKPOINT", "MODELS", "DiffusionAutoencoder", "LatentDDIMPrior", "LatentNotTrained",
-           "LatentPrior", "ModelKind", "NoSemanticLatent", "Representation", "build_from_meta", "build_model", "canonical_config",
-           "get_kind", "has_latent_stage", "load_model", "model_names", "resolve_checkpoint"]
+           "LatentPrior", "ModelKind", "NoSemanticLatent", "Representation", "build_from_meta", "build_model",
+           "canonical_config", "get_kind", "has_latent_stage", "load_model", "model_names", "resolve_checkpoint"]

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import file_sha256, from_dict, to_jsonable, load_checkpoint, load_state_strict, split_prefix
+from ..checkpoint import file_sha256, from_dict, load_checkpoint, load_state_strict, split_prefix, to_jsonable
 from ..errors import CheckpointError
 from ..presets import Preset
 from ..registry import Registry

@@ -98,3 +98,20 @@ def test_the_small_preset_table_is_the_records():
     assert r.returncode == 0, r.stderr
     assert block == r.stdout.rstrip("\n")
     assert "| ddim-small-shapes | eps | 164,992 |" in block and "| v | 96,000 |" in block and "| v | 164,992 |" in block
+
+
+def test_the_follow_ups_high_t_x0_figures_are_the_runs_log():
+    """The v run's x0 errors at t = 999 that the page cites are its committed log's, rounded to 3 decimals."""
+    import json
+    import re
+
+    page = ROOT / "results" / "diagnostics" / "2026-11-28_background_eps_vs_v"
+    log = {r["images_seen"]: r["x0_mae"]["999"] for r in map(json.loads, (page / "records" / "x0_diagnostic_v.jsonl")
+                                                             .read_text().splitlines())}
+    text = " ".join((page / "README.md").read_text().split("## Follow-up")[1].split())
+    cited = re.search(r"at t = 999: (.*?), against the eps", text).group(1)
+    pairs = re.findall(r"([0-9.]+) at (\d+)k", cited)
+    assert len(pairs) == 5
+    for value, k in pairs:
+        images = min(log, key=lambda n: abs(n - int(k) * 1000))
+        assert abs(images - int(k) * 1000) < 1000 and f"{log[images]:.3f}" == value, (value, k, log[images])

@@ -13,7 +13,6 @@ and tests/test_legs_table.py checks that they do.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diffae_bench.harness.records import record_rows  # noqa: E402
+from diffae_bench.reporting import page_blocks  # noqa: E402
 from diffae_bench.reporting.tables import records_under  # noqa: E402
 
 # (task, metric, what it is for) by model kind: the metrics the issue-21 goals and the replacement rule
@@ -106,21 +106,16 @@ def table(model: str, columns: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
-# A block: its comment, then anything up to its end marker that is not another block's comment (so an
-# empty block, the comment directly above its end marker, never swallows the next block).
-BLOCK = re.compile(r"<!-- leg-table: (.+?) -->\n((?:(?!<!-- leg-table).)*?)<!-- leg-table:end -->", re.S)
+BLOCK = page_blocks.pattern("leg-table")  # <!-- leg-table: MODEL | LABEL=FOLDER ... --> (diffae_bench/reporting/page_blocks.py)
 
 
 def rewrite(page: Path) -> int:
     """Regenerate every leg-table block of a page from the arguments in its comment; the number of blocks."""
-    def block(m: re.Match) -> str:
-        model, *columns = [part.strip() for part in m.group(1).split("|")]
-        body = table(model, [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns])
-        return f"<!-- leg-table: {m.group(1)} -->\n{body}\n<!-- leg-table:end -->"
+    def render(args: str) -> str:
+        model, *columns = [part.strip() for part in args.split("|")]
+        return table(model, [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns])
 
-    text, n = BLOCK.subn(block, page.read_text())
-    page.write_text(text)
-    return n
+    return page_blocks.rewrite(page, "leg-table", render)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ that they do.
     python scripts/x0_table.py results/legs/<leg>/x0_diagnostic.jsonl --start results/legs/<leg>/x0_start.jsonl \
         --images-before 133632
     python scripts/x0_table.py LEG3.jsonl LEG4.jsonl --images-before 421824 --first-leg 3   # consecutive legs
+    python scripts/x0_table.py --rewrite results/legs/<leg>/README.md   # every <!-- x0-table: LOGS | START | BEFORE -->
 """
 
 from __future__ import annotations
@@ -59,13 +60,35 @@ def table(log: Path | list[Path], start: Path | None = None, images_before: int 
     return "\n".join(lines)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def render(args: str) -> str:
+    """The table a block's comment names: LOG[,LOG...] | START or - | IMAGES_BEFORE [| FIRST_LEG], paths from the root."""
+    log, start, before, *first_leg = [part.strip() for part in args.split("|")]
+    return table([ROOT / p.strip() for p in log.split(",")], None if start == "-" else ROOT / start, int(before),
+                 int(first_leg[0]) if first_leg else None)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("log", type=Path, nargs="+", help="the leg's x0_diagnostic.jsonl (several: consecutive legs)")
+    ap.add_argument("log", type=Path, nargs="*", help="the leg's x0_diagnostic.jsonl (several: consecutive legs)")
+    ap.add_argument("--rewrite", type=Path, action="append", default=[], help="regenerate a page's x0-table blocks")
     ap.add_argument("--start", type=Path, default=None, help="labelled rows of the models it is compared with")
     ap.add_argument("--images-before", type=int, default=0, help="images the model saw in the legs before this one")
     ap.add_argument("--first-leg", type=int, default=None, help="number of the first log's leg (adds a leg column)")
     a = ap.parse_args()
+    if a.rewrite:
+        import sys
+
+        sys.path.insert(0, str(ROOT))
+        from diffae_bench.reporting import page_blocks
+
+        for page in a.rewrite:
+            print(f"{page}: {page_blocks.rewrite(page, 'x0-table', render)} table(s) regenerated")
+        return
+    if not a.log:
+        ap.error("give the leg's x0_diagnostic.jsonl, or --rewrite PAGE")
     print(table(a.log, a.start, a.images_before, a.first_leg))
 
 

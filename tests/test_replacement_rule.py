@@ -157,6 +157,18 @@ def test_the_hand_verdicts_of_the_legs_page():
         "dmz linear_probe mean_auroc/rep=soft"}
 
 
+
+def test_the_v_ddim_verdict_of_the_v_shapes_page():
+    """results/legs/2026-11-28_cpu_v-shapes: the v DDIM's records against the committed shapes references
+    under v3. Clause (b): both fd_cnn checks hold, the 100-step reconstruction SSIM fails; the other kinds
+    have no records yet, so their checks are incomparable and the rule is not met."""
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes" / "records" / "ddim-v165k"
+    s = statuses(judge("v3", load_rows([ROOT / "results" / "records" / "shapes"]), load_rows([page]), "shapes"))
+    assert {c: v for c, v in s.items() if c.startswith("ddim")} == {
+        "ddim reconstruction ssim/T=100/xT=inferred": FAILS, "ddim sample_fid fd_cnn/T=20/z=prior": HOLDS,
+        "ddim sample_fid fd_cnn/T=100/z=prior": HOLDS}
+    assert all(v == INCOMPARABLE for c, v in s.items() if not c.startswith("ddim"))
+
 @pytest.mark.slow
 def test_the_scripts_judge_and_replace_nothing_unless_met(tmp_path):
     script = [sys.executable, str(ROOT / "scripts" / "replacement_rule.py")]

@@ -1,0 +1,98 @@
+"""scripts/recon_per_image.py: its table summarises each image's scores as its header says, and the pages that
+quote it quote its output over the per-image files they commit (no typed figure)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+from diffae_bench.reporting.page_blocks import blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("recon_per_image", ROOT / "scripts" / "recon_per_image.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, ssim, mse, model="m") -> Path:
+    path.write_text(json.dumps({"model": model, "T": 100, "n": len(ssim), "ssim": list(ssim), "mse": list(mse)}))
+    return path
+
+
+def test_table_reports_the_distribution_behind_the_mean(tmp_path):
+    # 19 images at 0.99 and one failure at 0.2: the mean drops, the median does not (an outlier, not a shift)
+    ssim = [0.99] * 19 + [0.2]
+    mse = [1e-5] * 19 + [3e-2]
+    ssim[7], ssim[19] = ssim[19], ssim[7]  # the failure is image 7
+    mse[7], mse[19] = mse[19], mse[7]
+    row = _script().table([_write(tmp_path / "a.json", ssim, mse)]).splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["m", "100", "20"]
+    assert abs(np.mean(ssim) - 0.9505) < 1e-12 and cells[3] == f"{np.mean(ssim):.3f}"  # the record's mean
+    assert cells[4] == "0.990" and cells[6] == "0.200"  # median, min
+    assert cells[5] == f"{np.percentile(ssim, 5):.3f}"
+    assert float(cells[9]) == 3e-2 and float(cells[8]) == 1e-5  # MSE max, median
+    assert cells[10].split(", ")[0] == "7"  # the lowest-SSIM image first
+
+
+def test_table_anti_oracle_a_shift_moves_the_median(tmp_path):
+    # every image 0.02 lower: mean and median move together (a shift, not an outlier)
+    s = _script()
+    base = _write(tmp_path / "base.json", [0.99] * 20, [1e-5] * 20, "base")
+    shifted = _write(tmp_path / "shift.json", [0.97] * 20, [1e-5] * 20, "shift")
+    rows = [[c.strip() for c in r.strip("|").split("|")] for r in s.table([base, shifted]).splitlines()[2:]]
+    assert [r[0] for r in rows] == ["base", "shift"]
+    for col in (3, 4, 6):  # mean, median, min
+        assert abs(float(rows[0][col]) - float(rows[1][col]) - 0.02) < 1e-9
+
+
+def test_pages_quote_the_generated_per_image_table():
+    s = _script()
+    pages = [p for p in sorted((ROOT / "results").rglob("README.md")) if blocks(p.read_text(), "recon-per-image")]
+    assert pages, "no page quotes a per-image table"
+    for page in pages:
+        for spec, quoted in blocks(page.read_text(), "recon-per-image"):
+            files = [ROOT / f.strip() for f in spec.split("|")]
+            assert all(f.is_file() for f in files), files
+            assert quoted == s.table(files), f"{page}: regenerate with scripts/recon_per_image.py table"
+
+
+def test_committed_per_image_files_average_to_their_records():
+    """Each committed per-image file is the distribution behind a committed record's mean: the same model
+    (checkpoint sha256), T and n, and its mean SSIM and MSE are the record's values (anti-oracle: a file of
+    another model or T would not match)."""
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    pairs = {"ddim-eps-committed.json": ROOT / "results" / "records" / "shapes" / "cpu_refresh_2026-11-27" / "ddim-small-shapes",
+             "ddim-v96k.json": page / "records" / "ddim-v96k", "ddim-v165k.json": page / "records" / "ddim-v165k"}
+    for name, folder in pairs.items():
+        d = json.loads((page / "per_image" / name).read_text())
+        record = json.loads((folder / "reconstruction__ddim-small-shapes__shapes.json").read_text())
+        assert d["checkpoint_sha256"] == record["model"]["checkpoint_sha256"], name
+        value = {m["key"]: m for m in record["metrics"]}
+        for family in ("ssim", "mse"):
+            m = value[f"{family}/T={d['T']}/xT=inferred"]
+            assert m["n"] == d["n"] == len(d[family]), name
+            assert abs(np.mean(d[family]) - m["value"]) <= 1e-4 * abs(m["value"]), (name, family)  # 6-digit rounding
+
+
+def test_the_v_shapes_page_prose_follows_its_per_image_files():
+    """The page's three sentences on the per-image table: a shift (median and 5th percentile below eps's),
+    one failure (image 94) at 164,992 images and none at 96,000, and a rise larger than the gap left."""
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    text = " ".join((page / "README.md").read_text().split())
+    eps, v96, v165 = (json.loads((page / "per_image" / f"ddim-{n}.json").read_text())
+                      for n in ("eps-committed", "v96k", "v165k"))
+    med = {k: float(np.median(d["ssim"])) for k, d in (("eps", eps), ("v96", v96), ("v165", v165))}
+    assert "A shift, not a few failures." in text
+    assert med["v165"] < med["eps"] and np.percentile(v165["ssim"], 5) < np.percentile(eps["ssim"], 5)
+    assert "(test image 94, a green circle)" in text and int(np.argmin(v165["ssim"])) == 94
+    assert "The 96,000-image model has no such image." in text and min(v96["ssim"]) > np.percentile(v96["ssim"], 5) - 0.05
+    assert "rose by more than the gap that remains" in text and med["v165"] - med["v96"] > med["eps"] - med["v165"]
+    assert "holds most of the v model's mean MSE" in text and max(v165["mse"]) > 0.5 * sum(v165["mse"])

@@ -40,14 +40,12 @@ def compute(a: argparse.Namespace) -> None:
     from diffae_bench.harness.cache import Cache
     from diffae_bench.harness.context import EvalContext
     from diffae_bench.harness.runner import load_model_spec
+    from diffae_bench.metrics import weights as W
     from diffae_bench.numerics import apply_numeric_modes, parse_modes, pinned_threads
     from diffae_bench.tasks.reconstruction import ReconstructionConfig, score_reconstruction
 
     n_wanted = a.n_images or ReconstructionConfig().n_images
-
-    from diffae_bench.metrics import weights as W
-
-    # As `bench run --offline` keys its cache (the weight files it may load are part of every key).
+    # Offline: this script scores without LPIPS, so it never fetches weights.
     with W.using(offline=True, paths={"alexnet": None, "inception": None}, progress=False), pinned_threads(a.threads):
         device = resolve_device("cpu")
         modes = parse_modes(a.numeric_mode, device)
@@ -59,8 +57,8 @@ def compute(a: argparse.Namespace) -> None:
         x = ctx.images("test", n)
         rec = ctx.reconstruction("test", n, a.T, "inferred")
         scores = score_reconstruction(x, rec)
-    out = {"label": a.label or lm.label, "model": lm.label, "checkpoint_sha256": lm.info["checkpoint_sha256"], "dataset": a.dataset, "split": "test",
-           "T": a.T, "xT": "inferred", "seed": a.seed, "numeric_mode": modes.describe(), "n": n,
+    out = {"label": a.label or lm.label, "model": lm.label, "checkpoint_sha256": lm.info["checkpoint_sha256"],
+           "dataset": a.dataset, "split": "test", "T": a.T, "xT": "inferred", "seed": a.seed, "numeric_mode": modes.describe(), "n": n,
            "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
            "ssim": [round(float(v), 6) for v in scores["ssim"]], "mse": [float(f"{v:.6g}") for v in scores["mse"]]}
     Path(a.out).write_text(json.dumps(out) + "\n")

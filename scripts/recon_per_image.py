@@ -5,8 +5,8 @@ image's score, so a mean that moved can be read as "every image a little" or "a 
 It asks the suite for the decodes the task makes (EvalContext.reconstruction: the same images, per-image
 noise seeds, numeric mode and model), so its mean is the record's (tests/test_recon_per_image.py checks
 the committed files against their records). With the task's --cache-dir it may re-use the task's
-decodes; where the environment part of the cache key differs (e.g. the LPIPS weights the run could
-load), it recomputes them (100 images at T = 100: minutes on a CPU). The scores are the task's own
+decodes; where any part of the cache key differs (harness/cache.py: the suite's sources, libraries,
+CPU kernels, threads, weight files), it recomputes them (100 images at T = 100: minutes on a CPU). The scores are the task's own
 pure core (tasks/reconstruction.score_reconstruction, without LPIPS).
 
     python scripts/recon_per_image.py compute --model <run or reference> --dataset shapes --T 100 \

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
+from diffae_bench.reporting.page_blocks import blocks as page_blocks
+
 ROOT = Path(__file__).resolve().parents[1]
-X0_BLOCK = re.compile(r"<!-- x0-table: (.+?) -->\n(.*?)\n<!-- x0-table:end -->", re.S)
 
 
 def _script(name: str):
@@ -27,7 +27,7 @@ def test_leg_pages_quote_the_generated_table():
     assert pages, "no results/legs page to check"
     for page in pages:
         blocks = leg_table.BLOCK.findall(page.read_text())  # the script's own block syntax (rewrite fills it)
-        assert blocks or X0_BLOCK.findall(page.read_text()), f"{page}: no generated table (its numbers would be typed)"
+        assert blocks or page_blocks(page.read_text(), "x0-table"), f"{page}: no generated table (its numbers would be typed)"
         for spec, quoted in blocks:
             model, *columns = [part.strip() for part in spec.split("|")]
             cols = [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns]
@@ -66,7 +66,7 @@ def test_leg_pages_quote_the_generated_x0_diagnostic_table():
     """Each page's high-t x0 table is scripts/x0_table.py over the logs it commits (training's and the starting rows')."""
     x0_table = _script("x0_table")
     blocks = [(page, *b) for page in sorted((ROOT / "results" / "legs").glob("*/README.md"))
-              for b in X0_BLOCK.findall(page.read_text())]
+              for b in page_blocks(page.read_text(), "x0-table")]
     assert blocks, "no leg page quotes an x0 table"
     for page, spec, quoted in blocks:
         assert quoted == x0_table.render(spec), f"{page}: regenerate with scripts/x0_table.py --rewrite {page}"

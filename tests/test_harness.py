@@ -260,6 +260,27 @@ def test_a_changed_decode_is_never_served_stale_decodes(trained_diffae, tmp_path
     assert values[0]["mse/T=10/xT=inferred"] != values[1]["mse/T=10/xT=inferred"]
 
 
+def test_the_model_code_hash_names_modules_not_checkout_paths(tmp_path, monkeypatch):
+    """One plugin file in two clones keys alike (a shared cache serves it); a changed file keys anew."""
+    import importlib.util
+    import sys
+
+    from diffae_bench.harness.context import model_code_hash
+
+    def hash_of(folder, scale):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "variant.py").write_text(VARIANT.format(scale=scale, path="unused"))
+        spec = importlib.util.spec_from_file_location("variant", folder / "variant.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "variant", module)  # inspect finds a class's file through sys.modules
+        spec.loader.exec_module(module)
+        return model_code_hash(module.Variant.__new__(module.Variant))
+
+    here, clone = hash_of(tmp_path / "checkout", 1.0), hash_of(tmp_path / "elsewhere" / "clone", 1.0)
+    assert here == clone
+    assert hash_of(tmp_path / "elsewhere" / "clone", 0.5) != here
+
+
 def test_cache_keys_hold_the_suites_code_libraries_and_weights(tmp_path, monkeypatch):
     import shutil
 

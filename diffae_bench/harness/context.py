@@ -43,6 +43,10 @@ def model_code_hash(model: DiffusionAutoencoder) -> str:
     suite's own files are in every cache key already (cache.environment_identity);
     this adds the files of a model defined elsewhere (`--model my_module:make`,
     entry points).
+
+    Each file is named by its class's module, not its path on disk: the same code in
+    two clones (a worktree, a CI checkout, another user's home) keys alike, so a
+    shared cache serves it (keyed by absolute path, a clone never hit its twin's decodes).
     """
     import inspect
 
@@ -55,7 +59,7 @@ def model_code_hash(model: DiffusionAutoencoder) -> str:
         except TypeError:
             continue
         if path:
-            h.update(path.encode())
+            h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
             h.update(Path(path).read_bytes())
     return h.hexdigest()
 

@@ -24,6 +24,7 @@ own conditioning (z_sem) before handing the callable to a sampler.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -52,6 +53,16 @@ def constant_betas(n: int = T_TRAIN, beta: float = 0.008) -> np.ndarray:
 def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
     """alpha_bar_t = prod_{s<=t} (1 - beta_s), float64."""
     return np.cumprod(1.0 - betas)
+
+
+@lru_cache(maxsize=None)
+def image_alpha_bar(device: torch.device) -> torch.Tensor:
+    """The image diffusion's alpha_bar_t (linear betas), float64, made once per device.
+
+    Read-only: the loss, v-reading and x0 diagnostic index it every step, and a
+    per-step host-to-device copy would be a sync on a GPU (issue 21).
+    """
+    return torch.from_numpy(alphas_cumprod(linear_betas())).to(device)
 
 
 # ---------------------------------------------------------------- respacing

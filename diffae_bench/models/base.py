@@ -67,7 +67,6 @@ class DiffusionAutoencoder(nn.Module, ABC):
         if prediction not in D.PREDICTIONS:
             raise ValueError(f"prediction must be one of {D.PREDICTIONS}, got {prediction!r}")
         self.prediction = prediction
-        self._alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas()))  # float64; moved per device on use
         # A LatentPrior (a submodule: its state is in the checkpoint), or None: no code sampler.
         # Set here, not as a class attribute, which would hide the registered submodule.
         self.prior = None
@@ -102,9 +101,7 @@ class DiffusionAutoencoder(nn.Module, ABC):
         """
         if self.prediction == "eps":
             return out
-        if self._alpha_bar.device != x_t.device:
-            self._alpha_bar = self._alpha_bar.to(x_t.device)  # once per device, not a copy a step
-        return D.eps_from_v(x_t, out, self._alpha_bar[t])
+        return D.eps_from_v(x_t, out, D.image_alpha_bar(x_t.device)[t])
 
     def encode(self, x0: torch.Tensor) -> torch.Tensor:
         """The deterministic semantic code of clean images, (B, z_dim)."""

@@ -51,13 +51,11 @@ class DiffusionLoss:
     """Sample t and eps, return L_simple (MSE on eps) of a denoiser eps_fn(x_t, t)."""
 
     def __init__(self):
-        self.alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas()))
-        self._alpha_bar_on: dict[torch.device, torch.Tensor] = {}  # the same float64 values, per device (no copy a step)
+        self.alpha_bar = D.image_alpha_bar(torch.device("cpu"))
 
-    def alpha_bar_on(self, device: torch.device) -> torch.Tensor:
-        if device not in self._alpha_bar_on:
-            self._alpha_bar_on[device] = self.alpha_bar.to(device)
-        return self._alpha_bar_on[device]
+    @staticmethod
+    def alpha_bar_on(device: torch.device) -> torch.Tensor:
+        return D.image_alpha_bar(device)  # the same float64 values, made once per device (no copy a step)
 
     def __call__(self, eps_fn, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b, where = x0.shape[0], draw_device(generator)

@@ -67,7 +67,7 @@ class X0Diagnostic:
         self.split, self.timesteps, self.path = split, tuple(timesteps), Path(out) / LOG_NAME
         self.x0 = data.tensor().to(device)
         self.noise = torch.randn(self.x0.shape, generator=torch.Generator().manual_seed(NOISE_SEED)).to(device)
-        self.alpha_bar = torch.from_numpy(D.alphas_cumprod(D.linear_betas())).to(device)
+        self.alpha_bar = D.image_alpha_bar(torch.device(device))
         self.last: dict | None = None  # the latest record (printed in the training summary)
 
     @torch.no_grad()

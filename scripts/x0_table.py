@@ -10,13 +10,24 @@ that they do.
         --images-before 133632
     python scripts/x0_table.py LEG3.jsonl LEG4.jsonl --images-before 421824 --first-leg 3   # consecutive legs
     python scripts/x0_table.py --rewrite results/legs/<leg>/README.md   # every <!-- x0-table: LOGS | START | BEFORE -->
+    python scripts/x0_table.py --measure ddim-small-shapes --label "eps reference" --images-seen-total 164992 >> START
+    python scripts/x0_table.py --measure mean-image --dataset shapes --label "x0 = the train split's mean image" >> START
+
+--measure runs the same check (X0Diagnostic, EMA weights, CPU) once on a finished model (run directory,
+export or reference name) and prints one labelled line. `mean-image` is the oracle that knows only the
+data's mean image: its x0_hat is that image at every t, so its row is the floor a model that has learnt
+nothing about the image beats.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MEAN_IMAGE = "mean-image"  # --measure's oracle (see the module doc)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -60,14 +71,49 @@ def table(log: Path | list[Path], start: Path | None = None, images_before: int 
     return "\n".join(lines)
 
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
 def render(args: str) -> str:
     """The table a block's comment names: LOG[,LOG...] | START or - | IMAGES_BEFORE [| FIRST_LEG], paths from the root."""
     log, start, before, *first_leg = [part.strip() for part in args.split("|")]
     return table([ROOT / p.strip() for p in log.split(",")], None if start == "-" else ROOT / start, int(before),
                  int(first_leg[0]) if first_leg else None)
+
+
+def measure(spec: str, label: str, dataset: str | None = None, images_seen_total: int | None = None) -> dict:
+    """One labelled x0-diagnostic line for a finished model, or for the mean-image oracle (spec MEAN_IMAGE)."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from diffae_bench.data import load_dataset
+    from diffae_bench.training.x0_diagnostic import X0Diagnostic
+
+    cpu = torch.device("cpu")
+    if spec == MEAN_IMAGE:
+        if dataset is None:
+            raise SystemExit("--measure mean-image needs --dataset")
+        model, size = MeanImageOracle(load_dataset(dataset, "train", image_size=32).tensor().mean(0, keepdim=True)), 32
+    else:
+        from diffae_bench.harness.runner import load_model_spec
+
+        lm = load_model_spec(spec, cpu)
+        model, size = lm.model, lm.model.image_shape[1]
+        dataset = dataset or lm.info["train"].get("dataset")
+    rec = X0Diagnostic(dataset, None, size, None, cpu)(model, step=0, images_seen=0)
+    return {"label": label, **({"images_seen_total": images_seen_total} if images_seen_total is not None else {}), **rec}
+
+
+class MeanImageOracle:
+    """eps implied by x0 = the data's mean image at every t: (x_t - sqrt(a_t) mean) / sqrt(1 - a_t)."""
+
+    has_semantic_latent = False
+
+    def __init__(self, mean_image):
+        self.mean_image = mean_image
+
+    def denoise(self, x_t, t, z):
+        from diffae_bench import diffusion as D
+
+        ab = D.image_alpha_bar(x_t.device)[t].view(-1, 1, 1, 1).to(x_t.dtype)
+        return (x_t - ab.sqrt() * self.mean_image) / (1 - ab).sqrt()
 
 
 def main() -> None:
@@ -77,10 +123,15 @@ def main() -> None:
     ap.add_argument("--start", type=Path, default=None, help="labelled rows of the models it is compared with")
     ap.add_argument("--images-before", type=int, default=0, help="images the model saw in the legs before this one")
     ap.add_argument("--first-leg", type=int, default=None, help="number of the first log's leg (adds a leg column)")
+    ap.add_argument("--measure", default=None, help=f"run the check once on a model, or on '{MEAN_IMAGE}'; print a line")
+    ap.add_argument("--label", default=None, help="--measure: the row's label (default: the model)")
+    ap.add_argument("--dataset", default=None, help="--measure: the data set (default: the model's)")
+    ap.add_argument("--images-seen-total", type=int, default=None, help="--measure: the model's images seen")
     a = ap.parse_args()
+    if a.measure:
+        print(json.dumps(measure(a.measure, a.label or a.measure, a.dataset, a.images_seen_total)))
+        return
     if a.rewrite:
-        import sys
-
         sys.path.insert(0, str(ROOT))
         from diffae_bench.reporting import page_blocks
 

@@ -115,3 +115,27 @@ def test_the_follow_ups_high_t_x0_figures_are_the_runs_log():
     for value, k in pairs:
         images = min(log, key=lambda n: abs(n - int(k) * 1000))
         assert abs(images - int(k) * 1000) < 1000 and f"{log[images]:.3f}" == value, (value, k, log[images])
+    # The two it compares them with: `x0_table.py --measure` lines (the eps reference, the mean-image oracle).
+    eps_ref, mean_image = map(json.loads, (page / "records" / "x0_start.jsonl").read_text().splitlines())
+    assert eps_ref["label"].startswith("eps reference") and mean_image["label"].endswith("mean image")
+    assert (f"against the eps reference's {eps_ref['x0_mae']['999']:.3f} at 165k" in text
+            and f"an x0 of the data's mean image scores {mean_image['x0_mae']['999']:.3f}" in text)
+
+
+def test_the_x0_start_lines_are_what_x0_table_measure_prints():
+    """records/x0_start.jsonl is `scripts/x0_table.py --measure` output, recomputed here (16 images: seconds).
+    Within 1e-4: the float32 kernels of another CPU kind may round the 5th decimal differently.
+    The mean-image oracle's x0_hat is that image at every t, so its row is one number (the pipeline's check)."""
+    import json
+
+    page = ROOT / "results" / "diagnostics" / "2026-11-28_background_eps_vs_v"
+    committed = [json.loads(line) for line in (page / "records" / "x0_start.jsonl").read_text().splitlines()]
+    for line, args in zip(committed, (["ddim-small-shapes", "--images-seen-total", "164992"],
+                                      ["mean-image", "--dataset", "shapes"])):
+        r = subprocess.run([sys.executable, "scripts/x0_table.py", "--measure", *args, "--label", line["label"]],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        fresh = json.loads(r.stdout)
+        assert {k: v for k, v in fresh.items() if k != "x0_mae"} == {k: v for k, v in line.items() if k != "x0_mae"}
+        assert all(abs(fresh["x0_mae"][t] - v) < 1e-4 for t, v in line["x0_mae"].items()), (fresh, line)
+    assert len(set(committed[1]["x0_mae"].values())) == 1

@@ -17,7 +17,8 @@ it (diffusion._x0_and_eps). Models with a semantic code are conditioned on
 their own images' codes (encode(x0), what reconstruction uses) and, as a
 control, on the next image's code: at t where the two agree the decoder
 ignores z there. Uses the EMA weights (what every evaluation uses), float32.
-Written to <run>/x0_diagnostic.jsonl, one line per check.
+Written to <run>/x0_diagnostic.jsonl, one line per check (out=None: returned only,
+as scripts/x0_table.py --measure uses it on a finished model).
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ def x0_errors(eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: 
 class X0Diagnostic:
     """The check of one training run: fixed images and noise, and its log."""
 
-    def __init__(self, dataset: str, root: str | None, image_size: int, out: Path, device: torch.device,
+    def __init__(self, dataset: str, root: str | None, image_size: int, out: Path | None, device: torch.device,
                  n_images: int = N_IMAGES, timesteps: tuple[int, ...] = TIMESTEPS):
         try:
             data, split = load_dataset(dataset, "test", root=root, image_size=image_size, limit=n_images), "test"
         except DataError:
             data, split = load_dataset(dataset, "train", root=root, image_size=image_size, limit=n_images), "train"
-        self.split, self.timesteps, self.path = split, tuple(timesteps), Path(out) / LOG_NAME
+        self.split, self.timesteps = split, tuple(timesteps)
+        self.path = Path(out) / LOG_NAME if out is not None else None
         self.x0 = data.tensor().to(device)
         self.noise = torch.randn(self.x0.shape, generator=torch.Generator().manual_seed(NOISE_SEED)).to(device)
         self.alpha_bar = D.image_alpha_bar(torch.device(device))
@@ -82,8 +84,9 @@ class X0Diagnostic:
             other = z.roll(1, dims=0)  # each image decoded with the next image's code
             rec["x0_mae_other_z"] = {str(t): round(v, 5) for t, v in x0_errors(
                 lambda x, t: model.denoise(x, t, other), x0, self.noise, self.timesteps, self.alpha_bar).items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
         self.last = rec
         return rec
 

@@ -37,6 +37,7 @@ ROWS = {
         ("linear_probe", "mean_auroc/rep=z_sem", "F4: z_sem side (vs DDIM's inverted-x_T probe)"),
         ("sample_fid", "fd_cnn/T=20/z=prior", "samples (main table)"),
         ("sample_fid", "fd_cnn/T=100/z=prior", "samples"),
+        ("sample_fid", "corner_gap/T=100/z=prior", "samples' background vs the data's (shapes goal: <= 0.05)"),
         ("sample_fid", "fd_cnn_floor", "real vs real at this n"),
     ),
     "ddim": (

@@ -3,6 +3,7 @@
     python scripts/replacement_rule.py --data shapes NEW_RECORDS_FOLDER [...]
         [--rule v3] [--committed results/records/shapes]
     python scripts/replacement_rule.py --data shapes --tasks-needed    # the tasks the verdict reads
+    python scripts/replacement_rule.py --rewrite PAGE.md    # every <!-- rule-verdict: DATA | RULE | FOLDER, ... -->
 
 Reads the records under the folders (every new model's, one of each kind), judges them against the
 committed references' records with the rule (diffae_bench/reporting/replacement.py: the rules of
@@ -38,15 +39,31 @@ def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed:
         raise SystemExit(2)
 
 
+def render(args: str) -> str:
+    """A page's rule-verdict block from its comment: DATA | RULE | new records folders (comma-separated, from the root)."""
+    data, rule, folders = [part.strip() for part in args.split("|")]
+    verdict = verdict_for(data, [ROOT / f.strip() for f in folders.split(",")], rule)
+    return verdict.markdown()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("new", nargs="*", type=Path, help="folder(s) holding the new models' records")
-    ap.add_argument("--data", required=True, help="the data set whose references they would replace")
+    ap.add_argument("--data", default=None, help="the data set whose references they would replace")
     ap.add_argument("--rule", default=CURRENT_RULE, choices=sorted(RULES), help=f"default: {CURRENT_RULE}")
     ap.add_argument("--committed", type=Path, default=None, help="the references' records (default results/records/<data>)")
     ap.add_argument("--tasks-needed", action="store_true",
                     help="print the tasks the verdict reads (comma-separated: evaluate them first) and exit")
+    ap.add_argument("--rewrite", type=Path, default=None, help="regenerate a page's rule-verdict blocks and exit")
     a = ap.parse_args()
+    if a.rewrite:
+        from diffae_bench.reporting import page_blocks
+
+        print(f"{a.rewrite}: {page_blocks.rewrite(a.rewrite, 'rule-verdict', render)} verdict(s) regenerated")
+        return 0
+    if a.data is None:
+        print("error: give --data (the data set whose references they would replace)", file=sys.stderr)
+        return 2
     if a.tasks_needed:
         committed = a.committed or ROOT / "results" / "records" / a.data
         print(",".join(tasks_needed(a.rule, load_rows([committed]), a.data)))

@@ -191,7 +191,7 @@ def test_two_legs_verdict_prose_quotes_its_records():
 
 def test_the_v_shapes_page_prose_follows_its_x0_logs():
     """results/legs/2026-11-28_cpu_v-shapes: where the Diff-AE and DMZ-style legs stopped, and the sentence on
-    their high-t x0 at 96,000 images, read from the logs the page commits (not typed)."""
+    their high-t x0 at 164,992 images, read from the logs the page commits (not typed)."""
     import json
 
     page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
@@ -203,9 +203,68 @@ def test_the_v_shapes_page_prose_follows_its_x0_logs():
     last = {k: rows[-1] for k, rows in log.items()}
     assert (f"Diff-AE at step {last['diffae']['step']:,} ({last['diffae']['images_seen']:,} images), DMZ-style at "
             f"step {last['dmz']['step']:,} ({last['dmz']['images_seen']:,} images)") in text
-    at = {k: next(r for r in rows if r["images_seen"] == 96000) for k, rows in {**log, "ddim": ddim}.items()}
-    assert "at 96,000 images, Diff-AE's and DMZ-style's errors at t = 999 are at or below the v DDIM's" in text
+    at = {k: next(r for r in rows if r["images_seen"] == 164992) for k, rows in {**log, "ddim": ddim}.items()}
+    assert "at 164,992 images, Diff-AE's and DMZ-style's errors at t = 999 are at or below the v DDIM's" in text
     assert all(at[k]["x0_mae"]["999"] <= at["ddim"]["x0_mae"]["999"] for k in ("diffae", "dmz"))
     assert all(at[k]["x0_mae_other_z"][t] > at[k]["x0_mae"][t] for k in ("diffae", "dmz") for t in at[k]["x0_mae"])
     gap = {t: at["diffae"]["x0_mae_other_z"][t] - at["diffae"]["x0_mae"][t] for t in at["diffae"]["x0_mae"]}
     assert "(Diff-AE's gap is largest at t = 600)" in text and max(gap, key=gap.get) == "600"
+    early = next(r for r in log["diffae"] if r["images_seen"] == 96000)
+    gap96 = {t: early["x0_mae_other_z"][t] - early["x0_mae"][t] for t in early["x0_mae"]}
+    assert "Diff-AE's gap grew at t = 300 and 600 and barely at t >= 800 (about 0.005 there)" in text
+    assert gap["300"] > gap96["300"] + 0.002 and gap["600"] > gap96["600"] + 0.002
+    assert all(abs(gap[t] - gap96[t]) < 0.001 and 0.004 < gap[t] < 0.007 for t in ("800", "900", "999"))
+
+
+def test_the_v_shapes_page_prose_cites_its_records():
+    """The figures in "What v changed" are the records' (value and CI), to the precision the text cites them."""
+    import re
+
+    import pandas as pd
+
+    from diffae_bench.reporting.tables import load_rows
+
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    text = " ".join((page / "README.md").read_text().split("What v changed")[1].split("**Rule v3")[0].split())
+    rows = load_rows([page / "records" / f"{k}-v165k" for k in ("diffae", "ddim", "dmz")]).assign(side="v")
+    rows = pd.concat([rows, load_rows([ROOT / "results" / "records" / "shapes"]).assign(side="eps")])
+
+    def record(side, kind, task, metric):
+        r = rows[(rows.side == side) & (rows.model.str.startswith(kind)) & (rows.task == task) & (rows.metric == metric)]
+        assert len(r) == 1, (side, kind, task, metric)
+        return r.iloc[0]
+
+    def agrees(cited: str, value: float) -> bool:  # within half a unit of the cited number's last digit
+        decimals = len(cited.split(".")[1]) if "." in cited else 0
+        return abs(float(cited) - value) <= 0.5 * 10 ** -decimals + 1e-12
+
+    cited = [  # (the sentence's words, then the numbers in it: (side, kind, task, metric, field) each)
+        (r"Diff-AE (\d+(?:\.\d+)?) \[(\d+(?:\.\d+)?), (\d+(?:\.\d+)?)\] against the eps reference's (\d+(?:\.\d+)?); at t = 900 (\d+(?:\.\d+)?) \[(\d+(?:\.\d+)?), (\d+(?:\.\d+)?)\]",
+         [("v", "diffae", "z_usage", "gap/t=700", f) for f in ("value", "ci_low", "ci_high")]
+         + [("eps", "diffae", "z_usage", "gap/t=700", "value")]
+         + [("v", "diffae", "z_usage", "gap/t=900", f) for f in ("value", "ci_low", "ci_high")]),
+        (r"DMZ-style at t = 700: (\d+(?:\.\d+)?) \[(\d+(?:\.\d+)?), (\d+(?:\.\d+)?)\] against (\d+(?:\.\d+)?)",
+         [("v", "dmz", "z_usage", "gap/t=700", f) for f in ("value", "ci_low", "ci_high")]
+         + [("eps", "dmz", "z_usage", "gap/t=700", "value")]),
+        (r"Diff-AE (\d+(?:\.\d+)?) \[(\d+(?:\.\d+)?), (\d+(?:\.\d+)?)\] against (\d+(?:\.\d+)?), seven times higher .*? DMZ-style likewise \((\d+(?:\.\d+)?)\)",
+         [("v", "diffae", "reconstruction", "ssim/T=100/xT=random", f) for f in ("value", "ci_low", "ci_high")]
+         + [("eps", "diffae", "reconstruction", "ssim/T=100/xT=random", "value"),
+            ("v", "dmz", "reconstruction", "ssim/T=100/xT=random", "value")]),
+        (r"T = 20: (\d+(?:\.\d+)?) against (\d+(?:\.\d+)?)\), worse with 100 \((\d+(?:\.\d+)?) against (\d+(?:\.\d+)?)\)",
+         [(s, "diffae", "reconstruction", "ssim/T=20/xT=inferred", "value") for s in ("v", "eps")]
+         + [(s, "diffae", "reconstruction", "ssim/T=100/xT=inferred", "value") for s in ("v", "eps")]),
+        (r"unmet: (\d+(?:\.\d+)?) against the v DDIM's (\d+(?:\.\d+)?)",
+         [("v", "diffae", "reconstruction", "ssim/T=20/xT=inferred", "value"),
+          ("v", "ddim", "reconstruction", "ssim/T=100/xT=inferred", "value")]),
+        (r"lower \((\d+(?:\.\d+)?) \[(\d+(?:\.\d+)?), (\d+(?:\.\d+)?)\] against (\d+(?:\.\d+)?) \[(\d+(?:\.\d+)?), (\d+(?:\.\d+)?)\]\)",
+         [(s, "diffae", "linear_probe", "mean_auroc/rep=z_sem", f) for s in ("v", "eps") for f in ("value", "ci_low", "ci_high")]),
+        (r"hard bits gain \((\d+(?:\.\d+)?) against (\d+(?:\.\d+)?);.*?soft code too \((\d+(?:\.\d+)?) against (\d+(?:\.\d+)?)\)",
+         [(s, "dmz", "linear_probe", "mean_auroc/rep=hard", "value") for s in ("v", "eps")]
+         + [(s, "dmz", "linear_probe", "mean_auroc/rep=soft", "value") for s in ("v", "eps")]),
+    ]
+    for pattern, sources in cited:
+        m = re.search(pattern, text)
+        assert m, pattern
+        for number, (side, kind, task, metric, field) in zip(m.groups(), sources, strict=True):
+            value = float(record(side, kind, task, metric)[field])
+            assert agrees(number, value), (pattern, number, side, kind, metric, field, value)

@@ -169,6 +169,31 @@ def test_the_v_ddim_verdict_of_the_v_shapes_page():
         "ddim sample_fid fd_cnn/T=100/z=prior": HOLDS}
     assert all(v == INCOMPARABLE for c, v in s.items() if not c.startswith("ddim"))
 
+def test_the_three_v_models_verdict_of_the_v_shapes_page():
+    """The page's rule-verdict block is `replacement_rule.py --rewrite` of its comment, and the verdict it shows:
+    not met, on Diff-AE's z_sem probe (a) and the DDIM's 100-step reconstruction (b), every DMZ-style check
+    that has records holding. Checks without records (sample_fid, if not evaluated) are incomparable."""
+    import importlib.util
+
+    from diffae_bench.reporting import page_blocks
+
+    spec = importlib.util.spec_from_file_location("replacement_rule", ROOT / "scripts" / "replacement_rule.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    found = page_blocks.blocks((page / "README.md").read_text(), "rule-verdict")
+    assert len(found) == 1 and all(body == script.render(args) for args, body in found)
+    folders = [page / "records" / f"{k}-v165k" for k in ("diffae", "ddim", "dmz")]
+    verdict = judge("v3", load_rows([ROOT / "results" / "records" / "shapes"]), load_rows(folders), "shapes")
+    s = statuses(verdict)
+    assert not verdict.met
+    assert {c for c, v in s.items() if v == FAILS} == {"diffae linear_probe mean_auroc/rep=z_sem",
+                                                       "ddim reconstruction ssim/T=100/xT=inferred"}
+    assert all(v in (HOLDS, INCOMPARABLE) for c, v in s.items() if c.startswith("dmz"))
+    assert {c for c, v in s.items() if v == INCOMPARABLE} <= {"diffae sample_fid fd_cnn/T=20/z=prior",
+                                                             "dmz sample_fid fd_cnn/T=20/z=autoencoding"}
+
+
 @pytest.mark.slow
 def test_the_scripts_judge_and_replace_nothing_unless_met(tmp_path):
     script = [sys.executable, str(ROOT / "scripts" / "replacement_rule.py")]

@@ -50,9 +50,6 @@ def draw_device(generator: torch.Generator | None) -> torch.device | None:
 class DiffusionLoss:
     """Sample t and eps, return L_simple (MSE on eps) of a denoiser eps_fn(x_t, t)."""
 
-    def __init__(self):
-        self.alpha_bar = D.image_alpha_bar(torch.device("cpu"))
-
     @staticmethod
     def alpha_bar_on(device: torch.device) -> torch.Tensor:
         return D.image_alpha_bar(device)  # the same float64 values, made once per device (no copy a step)

@@ -130,6 +130,16 @@ def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar_t: torch.Tensor) ->
     return (1 - a).sqrt() * x_t + a.sqrt() * v.to(x_t.dtype)
 
 
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """x0 = (x_t - sqrt(1 - a) eps) / sqrt(a): Ho et al. eq. 4 solved for x0 (a: alpha_bar_t, broadcastable, x_t's dtype)."""
+    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """eps = (x_t - sqrt(a) x0) / sqrt(1 - a): eq. 4 solved for eps (a: alpha_bar_t, broadcastable, x_t's dtype)."""
+    return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+
 def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(B,) float64 -> (B, 1, 1, ...) in like's dtype, for broadcasting."""
     return v.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
@@ -143,12 +153,12 @@ def _x0_and_eps(
     tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
     eps = eps_fn(x, tt).to(x.dtype)
     a = a.to(x.dtype)
-    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    x0 = x0_from_eps(x, eps, a)
     if clip:
         # Clip the prediction, then re-derive eps from it so that the update
         # stays on the line through x and the (clipped) x0 (guided-diffusion).
         x0 = x0.clamp(-1, 1)
-        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        eps = eps_from_x0(x, x0, a)
     return x0, eps
 
 

@@ -66,8 +66,7 @@ def read_as_v(v_loss: bool = True) -> None:
     eps_forward = UNet.forward
 
     def v_forward(self, x, t, z=None):
-        ab = ALPHA_BAR.to(x.device)[t].reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-        return (1 - ab).sqrt() * x + ab.sqrt() * eps_forward(self, x, t, z)
+        return D.eps_from_v(x, eps_forward(self, x, t, z), ALPHA_BAR.to(x.device)[t])
 
     def v_mse(self, eps_fn, x0, generator=None):
         b, where = x0.shape[0], L.draw_device(generator)
@@ -104,9 +103,9 @@ def probe(run: Path) -> dict:
         noise = torch.randn(x0.shape, generator=g)
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         eps = model.denoise(x_t, torch.full((len(x0),), t), None)
-        out[f"t={t}: x0 corner"] = corner_means(((x_t - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)).mean().item()
+        out[f"t={t}: x0 corner"] = corner_means(D.x0_from_eps(x_t, eps, ab).clamp(-1, 1)).mean().item()
         out[f"t={t}: eps mse"] = ((eps - noise) ** 2).mean().item()
-        out[f"t={t}: eps mse, mean image"] = (((x_t - ab.sqrt() * mean_image) / (1 - ab).sqrt() - noise) ** 2).mean().item()
+        out[f"t={t}: eps mse, mean image"] = ((D.eps_from_x0(x_t, mean_image, ab) - noise) ** 2).mean().item()
     return out
 
 

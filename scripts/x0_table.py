@@ -113,7 +113,7 @@ class MeanImageOracle:
         from diffae_bench import diffusion as D
 
         ab = D.image_alpha_bar(x_t.device)[t].view(-1, 1, 1, 1).to(x_t.dtype)
-        return (x_t - ab.sqrt() * self.mean_image) / (1 - ab).sqrt()
+        return D.eps_from_x0(x_t, self.mean_image, ab)
 
 
 def main() -> None:

@@ -78,6 +78,20 @@ def test_q_sample_moments():
     assert xt.var().item() == pytest.approx(1 - a, rel=0.02)
 
 
+def test_eq4_solved_for_x0_and_for_eps_invert_q_sample():
+    """x0_from_eps and eps_from_x0 recover what q_sample mixed, at low and high t (where sqrt(a) is ~0.006)."""
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(6, 3, 4, 4, generator=g) * 2 - 1, torch.randn(6, 3, 4, 4, generator=g)
+    ab = torch.from_numpy(D.alphas_cumprod(D.linear_betas()))
+    t = torch.tensor([0, 10, 300, 600, 900, 999])
+    x_t = D.q_sample(x0.double(), t, eps.double(), ab)
+    a = ab[t].reshape(-1, 1, 1, 1)
+    assert torch.allclose(D.x0_from_eps(x_t, eps.double(), a), x0.double(), atol=1e-9)
+    assert torch.allclose(D.eps_from_x0(x_t, x0.double(), a), eps.double(), atol=1e-9)
+    # Anti-oracle: another image's eps gives another x0.
+    assert not torch.allclose(D.x0_from_eps(x_t, eps.double().roll(1, 0), a), x0.double(), atol=1e-3)
+
+
 def test_single_ddim_step_matches_formula():
     """One step by hand: x_prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev) eps, eps re-derived after clipping."""
     sched = D.respace(2)  # steps [0, 500]

@@ -39,7 +39,8 @@ def test_table_reports_the_distribution_behind_the_mean(tmp_path):
     assert cells[4] == "0.990" and cells[6] == "0.200"  # median, min
     assert cells[5] == f"{np.percentile(ssim, 5):.3f}"
     assert float(cells[9]) == 3e-2 and float(cells[8]) == 1e-5  # MSE max, median
-    assert cells[10].split(", ")[0] == "7"  # the lowest-SSIM image first
+    assert cells[10] == "1"  # one image below FAILED_SSIM (0.9): the failure
+    assert cells[11].split(", ")[0] == "7"  # the lowest-SSIM image first
 
 
 def test_table_anti_oracle_a_shift_moves_the_median(tmp_path):
@@ -51,6 +52,7 @@ def test_table_anti_oracle_a_shift_moves_the_median(tmp_path):
     assert [r[0] for r in rows] == ["base", "shift"]
     for col in (3, 4, 6):  # mean, median, min
         assert abs(float(rows[0][col]) - float(rows[1][col]) - 0.02) < 1e-9
+    assert rows[0][10] == rows[1][10] == "0"  # no image lost: none below FAILED_SSIM
 
 
 def test_pages_quote_the_generated_per_image_table():
@@ -70,7 +72,8 @@ def test_committed_per_image_files_average_to_their_records():
     another model or T would not match)."""
     page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
     pairs = {"ddim-eps-committed.json": ROOT / "results" / "records" / "shapes" / "cpu_refresh_2026-11-27" / "ddim-small-shapes",
-             "ddim-v96k.json": page / "records" / "ddim-v96k", "ddim-v165k.json": page / "records" / "ddim-v165k"}
+             "ddim-v96k.json": page / "records" / "ddim-v96k", "ddim-v165k.json": page / "records" / "ddim-v165k",
+             "ddim-v256k.json": page / "records" / "ddim-v256k"}
     for name, folder in pairs.items():
         d = json.loads((page / "per_image" / name).read_text())
         record = json.loads((folder / "reconstruction__ddim-small-shapes__shapes.json").read_text())
@@ -90,9 +93,25 @@ def test_the_v_shapes_page_prose_follows_its_per_image_files():
     eps, v96, v165 = (json.loads((page / "per_image" / f"ddim-{n}.json").read_text())
                       for n in ("eps-committed", "v96k", "v165k"))
     med = {k: float(np.median(d["ssim"])) for k, d in (("eps", eps), ("v96", v96), ("v165", v165))}
-    assert "A shift, not a few failures." in text
+    assert "At 96,000 and 164,992 images, a shift, not a few failures." in text
     assert med["v165"] < med["eps"] and np.percentile(v165["ssim"], 5) < np.percentile(eps["ssim"], 5)
     assert "(test image 94, a green circle)" in text and int(np.argmin(v165["ssim"])) == 94
     assert "The 96,000-image model has no such image." in text and min(v96["ssim"]) > np.percentile(v96["ssim"], 5) - 0.05
-    assert "rose by more than the gap that remains" in text and med["v165"] - med["v96"] > med["eps"] - med["v165"]
+    assert "rose by more than the gap that remained" in text and med["v165"] - med["v96"] > med["eps"] - med["v165"]
     assert "holds most of the v model's mean MSE" in text and max(v165["mse"]) > 0.5 * sum(v165["mse"])
+
+
+def test_the_v_shapes_page_cites_the_256k_flips_from_the_per_image_files():
+    """The "Closing with training, then flipping colours" bullet's figures are the per-image files' (rounded as
+    cited): the 256,000-image v DDIM's median and count below FAILED_SSIM, the eps model's median, both v means."""
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    ssim = {k: np.asarray(json.loads((page / "per_image" / f"ddim-{k}.json").read_text())["ssim"])
+            for k in ("eps-committed", "v165k", "v256k")}
+    text = " ".join((page / "README.md").read_text().split())
+    bullet = text.split("**Closing with training, then flipping colours")[1].split("- **")[0]
+    flips = int((ssim["v256k"] < _script().FAILED_SSIM).sum())
+    assert flips == 7 and f"{flips} of the 100 test images" in bullet
+    assert f"median reached {np.median(ssim['v256k']):.3f} (eps: {np.median(ssim['eps-committed']):.3f})" in bullet
+    assert (f"mean down to {ssim['v256k'].mean():.3f}, below the 164,992-image model's {ssim['v165k'].mean():.3f}"
+            in bullet)
+

@@ -114,4 +114,8 @@ def test_the_v_shapes_page_cites_the_256k_flips_from_the_per_image_files():
     assert f"median reached {np.median(ssim['v256k']):.3f} (eps: {np.median(ssim['eps-committed']):.3f})" in bullet
     assert (f"mean down to {ssim['v256k'].mean():.3f}, below the 164,992-image model's {ssim['v165k'].mean():.3f}"
             in bullet)
+    # The README's summary of the same leg cites the same files.
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"{flips} in 100 come back in another colour, so its mean fell ({ssim['v165k'].mean():.3f} to "
+            f"{ssim['v256k'].mean():.3f})") in readme
 

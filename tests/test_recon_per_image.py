@@ -114,6 +114,15 @@ def test_the_v_shapes_page_cites_the_256k_flips_from_the_per_image_files():
     assert f"median reached {np.median(ssim['v256k']):.3f} (eps: {np.median(ssim['eps-committed']):.3f})" in bullet
     assert (f"mean down to {ssim['v256k'].mean():.3f}, below the 164,992-image model's {ssim['v165k'].mean():.3f}"
             in bullet)
+    # The eps DDIM trained to 700,416 images (GPU legs), cited beside them: its record's T = 100 SSIM and CI.
+    eps700 = json.loads((ROOT / "results/legs/2026-11-27_h200_two-legs/records/shapes-ddim/"
+                                "reconstruction__ddim-small-shapes__shapes.json").read_text())
+    m = next(m for m in eps700["metrics"] if m["key"] == "ssim/T=100/xT=inferred")
+    assert f"inverts at {m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] at T = 100" in bullet
+    manifest = json.loads((ROOT / "results/legs/2026-11-27_h200_two-legs/manifest-shapes.json").read_text())
+    entry = manifest["models"]["ddim-small-shapes"]  # the record is of this export: the same weights
+    assert entry["files"]["checkpoint.safetensors"]["sha256"] == eps700["model"]["checkpoint_sha256"]
+    assert f"trained on to {entry['images_seen_total']:,} images" in bullet
     # The README's summary of the same leg cites the same files.
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert (f"{flips} in 100 come back in another colour, so its mean fell ({ssim['v165k'].mean():.3f} to "

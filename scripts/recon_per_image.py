@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 GRID_WORST = 6  # images with the lowest SSIM in the grid, then as many around the median
 # An inversion that came back as another image: the v DDIM on shapes flips a shape's colour (yellow to
 # purple, blue to green) and scores 0.55-0.86; every other image of the four DDIMs on the legs page
-# scores >= 0.91 (their grids). The count separates "a few images lost" from "every image a little".
+# scores >= 0.91 (their per-image files). The count separates "a few images lost" from "every image a little".
 FAILED_SSIM = 0.9
 
 

@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GRID_WORST = 6  # images with the lowest SSIM in the grid, then as many around the median
+GRID_WORST = 6  # default --grid-worst: images with the lowest SSIM in the grid, then as many around the median
 # An inversion that came back as another image: the v DDIM on shapes flips a shape's colour (yellow to
 # purple, blue to green) and scores 0.55-0.86; every other image of the four DDIMs on the legs page
 # scores >= 0.91 (their per-image files). The count separates "a few images lost" from "every image a little".
@@ -69,12 +69,13 @@ def compute(a: argparse.Namespace) -> None:
     print(table([Path(a.out)]))
     if a.grid:
         order = np.argsort(scores["ssim"], kind="stable")
-        mid = n // 2 - GRID_WORST // 2
-        idx = torch.as_tensor(np.concatenate([order[:GRID_WORST], order[mid:mid + GRID_WORST]]))
+        k = a.grid_worst
+        mid = n // 2 - k // 2
+        idx = torch.as_tensor(np.concatenate([order[:k], order[mid:mid + k]]))
         err = ((rec[idx] - x[idx]).abs() * 10 - 1).clamp(-1, 1)  # |error| x 10 ([-1, 1] units), black = exact
         save_image_rows(Path(a.grid), [x[idx], rec[idx], err],
                         ["input", f"T={a.T} inferred", "|error| x 10"])
-        print(f"grid: {a.grid} (the {GRID_WORST} lowest-SSIM images, then {GRID_WORST} around the median)")
+        print(f"grid: {a.grid} (the {k} lowest-SSIM images, then {k} around the median)")
 
 
 def table(paths: list[Path]) -> str:
@@ -114,6 +115,7 @@ def main() -> None:
     c.add_argument("--cache-dir", required=True, help="a cache folder (the task's: its decodes may be re-used)")
     c.add_argument("--out", required=True, help="JSON with each image's scores")
     c.add_argument("--grid", default=None, help="PNG of the lowest-SSIM and median images")
+    c.add_argument("--grid-worst", type=int, default=GRID_WORST, help="lowest-SSIM images in the grid (and as many around the median)")
     t = sub.add_parser("table", help="Markdown table of per-image files")
     t.add_argument("files", nargs="+")
     r = sub.add_parser("rewrite", help="regenerate a page's recon-per-image blocks")

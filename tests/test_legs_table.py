@@ -278,3 +278,30 @@ def test_the_v_shapes_page_prose_cites_its_records():
     # "Like the v DDIM, both now draw the data's black background": every v model's corner gap meets the goal.
     assert "Like the v DDIM, both now draw the data's black background" in text
     assert all(record("v", k, "sample_fid", "corner_gap/T=100/z=prior")["ci_high"] < 0.05 for k in ("diffae", "ddim", "dmz"))
+
+
+def test_the_v_shapes_page_third_sitting_cites_its_manifest_and_records():
+    """The "Third sitting" figures of the 256,000-image v DDIM: its export's manifest (steps, images, training wall
+    time, final loss), its evaluation's run.json (wall time) and its records (value and CI, as cited)."""
+    import json
+    from datetime import datetime
+
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    text = " ".join((page / "README.md").read_text().split("## Third sitting")[1].split())
+    entry = json.loads((page / "manifest-ddim-v256k.json").read_text())["models"]["ddim-small-shapes"]
+    assert (f"Step {entry['steps']:,} ({entry['images_seen_total']:,} images) in {entry['train_wall_s'] / 60:.0f} min, "
+            f"final loss {entry['final_loss_ema']:.4f}") in text
+    folder = page / "records" / "ddim-v256k"
+    run = json.loads((folder / "run.json").read_text())
+    wall = (datetime.fromisoformat(run["finished_at"]) - datetime.fromisoformat(run["started_at"])).total_seconds()
+    assert f"({wall:,.0f} s for the four by the run's run.json" in text
+    assert sorted(run["records"]) == sorted(p.name for p in folder.glob("*.json") if p.name != "run.json")
+
+    def cited(task, key):
+        record = json.loads((folder / f"{task}__ddim-small-shapes__shapes.json").read_text())
+        m = next(m for m in record["metrics"] if m["key"] == key)
+        assert record["model"]["checkpoint_sha256"] == entry["files"]["checkpoint.safetensors"]["sha256"]
+        return f"{m['value']:.3g} [{m['ci_low']:.3g}, {m['ci_high']:.3g}]"
+
+    assert f"100-step reconstruction: {cited('reconstruction', 'ssim/T=100/xT=inferred')}," in text
+    assert f"probe rose to {cited('linear_probe', 'mean_auroc/rep=x_T')} (F4" in text

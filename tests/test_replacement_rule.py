@@ -169,6 +169,7 @@ def test_the_v_ddim_verdict_of_the_v_shapes_page():
         "ddim sample_fid fd_cnn/T=100/z=prior": HOLDS}
     assert all(v == INCOMPARABLE for c, v in s.items() if not c.startswith("ddim"))
 
+
 def test_the_three_v_models_verdict_of_the_v_shapes_page():
     """The page's rule-verdict block is `replacement_rule.py --rewrite` of its comment, and the verdict it shows:
     not met, on Diff-AE's z_sem probe (a) and the DDIM's 100-step reconstruction (b), every DMZ-style check

@@ -45,3 +45,38 @@ def test_train_commands_carry_the_warmup_and_the_leg():
     cmd = train_commands({"options": opts}, 500, None, "runs/x")[0]
     assert "--warmup-steps 50" in cmd and "--init-from prev/ddim-small-shapes" in cmd and "--lr 0.0004" in cmd
     assert "--warmup-steps" not in train_commands({"options": {**opts, "warmup_steps": 0}}, 500, None, "runs/x")[0]
+
+
+def test_a_resumed_runs_wall_time_counts_every_sitting(tmp_path):
+    """train_wall_s is the run's training time over all its sittings (the checkpoint's wall_s), not the last
+    sitting's: train_log.jsonl's wall_s restarts at each resumption."""
+    from diffae_bench.training.train import TrainOptions, train_autoencoder
+
+    opts = dict(model="ddim", preset="tiny", dataset="shapes", train_limit=64, batch_size=8, seed=0,
+                out=str(tmp_path / "run"), ckpt_every=1, device="cpu", progress=False)
+    sittings = []  # each sitting's wall time: its last train_log.jsonl row
+    for steps in (2, 4, 6):
+        train_autoencoder(TrainOptions(**opts, steps=steps))
+        rows = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+        sittings.append(json.loads(rows[-1])["wall_s"])
+    entry = export_run(tmp_path / "run", tmp_path / "ref", dtype="float16")
+    _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
+    assert entry["train_wall_s"] == meta["wall_s"] == entry["legs"][-1]["wall_s"]
+    # The checkpoint rounds to 0.1 s at each save; the log to 0.01 s.
+    assert abs(entry["train_wall_s"] - sum(sittings)) <= 0.1 * len(sittings) + 0.01
+    assert entry["train_wall_s"] > sittings[-1]  # anti-oracle: the last sitting alone is less
+
+
+def test_committed_manifests_give_each_runs_wall_time_over_all_its_sittings():
+    """Every committed manifest's train_wall_s is its last leg's wall time (all sittings). Exports before the fix
+    above wrote the last sitting's; the resumed v-shapes runs' manifests were corrected to their legs' figure.
+    The two may differ by one checkpoint write (< 1 s): the legs' figure is taken just before it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    entries = [(p, name, e) for p in sorted(root.rglob("manifest*.json"))
+               for name, e in json.loads(p.read_text()).get("models", {}).items() if e.get("legs")]
+    assert len(entries) >= 15  # the references and every leg's exports
+    wrong = [(str(p.relative_to(root)), name, e["train_wall_s"], e["legs"][-1]["wall_s"]) for p, name, e in entries
+             if not abs(e["train_wall_s"] - e["legs"][-1]["wall_s"]) < 1.0]
+    assert not wrong, wrong

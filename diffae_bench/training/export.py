@@ -113,7 +113,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, dtype: str = "float16",
         "seed": meta["seed"], "steps": meta["step"], "images_seen": meta["images_seen"],
         "final_loss_ema": meta.get("loss_ema"),
         "latent": None if latent_meta is None else {"steps": latent_meta["step"], "final_loss_ema": latent_meta.get("loss_ema")},
-        "train_wall_s": ae_log[-1].get("wall_s") if ae_log else None,
+        # This leg's training wall time over all its sittings: the checkpoint's wall_s adds each resumed
+        # sitting's time, while train_log.jsonl's wall_s restarts at every resumption (before 2026-11-28 this
+        # field read the log, so a resumed run reported its last sitting only).
+        "train_wall_s": meta["wall_s"] if meta.get("wall_s") is not None else (ae_log[-1].get("wall_s") if ae_log else None),
         # Training in legs (legs.py): every leg's steps, images, wall time, machine and command, and the total.
         "legs": list(meta.get("legs") or []) + [this_leg(meta_out)],
         "images_seen_total": total_images(meta),

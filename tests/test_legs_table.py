@@ -200,7 +200,7 @@ def test_the_v_shapes_page_prose_follows_its_x0_logs():
            for k in ("diffae", "dmz")}
     ddim = [json.loads(line) for line in (ROOT / "results" / "diagnostics" / "2026-11-28_background_eps_vs_v" /
                                           "records" / "x0_diagnostic_v.jsonl").read_text().splitlines()]
-    last = {k: rows[-1] for k, rows in log.items()}
+    last = {k: next(r for r in rows if r["step"] == 2578) for k, rows in log.items()}  # the second sitting's end
     assert (f"Diff-AE at step {last['diffae']['step']:,} ({last['diffae']['images_seen']:,} images), DMZ-style at "
             f"step {last['dmz']['step']:,} ({last['dmz']['images_seen']:,} images)") in text
     at = {k: next(r for r in rows if r["images_seen"] == 164992) for k, rows in {**log, "ddim": ddim}.items()}

@@ -73,10 +73,13 @@ def test_committed_per_image_files_average_to_their_records():
     page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
     pairs = {"ddim-eps-committed.json": ROOT / "results" / "records" / "shapes" / "cpu_refresh_2026-11-27" / "ddim-small-shapes",
              "ddim-v96k.json": page / "records" / "ddim-v96k", "ddim-v165k.json": page / "records" / "ddim-v165k",
-             "ddim-v256k.json": page / "records" / "ddim-v256k"}
+             "ddim-v256k.json": page / "records" / "ddim-v256k", "diffae-v256k.json": page / "records" / "diffae-v256k",
+             "dmz-v256k.json": page / "records" / "dmz-v256k", "diffae-v256k-T20.json": page / "records" / "diffae-v256k",
+             "dmz-v256k-T20.json": page / "records" / "dmz-v256k"}
+    assert sorted(pairs) == sorted(p.name for p in (page / "per_image").glob("*.json"))  # every file has its record
     for name, folder in pairs.items():
         d = json.loads((page / "per_image" / name).read_text())
-        record = json.loads((folder / "reconstruction__ddim-small-shapes__shapes.json").read_text())
+        record = json.loads((folder / f"reconstruction__{d['model']}__shapes.json").read_text())
         assert d["checkpoint_sha256"] == record["model"]["checkpoint_sha256"], name
         value = {m["key"]: m for m in record["metrics"]}
         for family in ("ssim", "mse"):

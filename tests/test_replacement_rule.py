@@ -183,15 +183,18 @@ def test_the_three_v_models_verdict_of_the_v_shapes_page():
     spec.loader.exec_module(script)
     page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
     found = page_blocks.blocks((page / "README.md").read_text(), "rule-verdict")
-    assert len(found) == 1 and all(body == script.render(args) for args, body in found)
-    folders = [page / "records" / f"{k}-v165k" for k in ("diffae", "ddim", "dmz")]
-    verdict = judge("v3", load_rows([ROOT / "results" / "records" / "shapes"]), load_rows(folders), "shapes")
-    s = statuses(verdict)
-    assert not verdict.met
-    assert {c for c, v in s.items() if v == FAILS} == {"diffae linear_probe mean_auroc/rep=z_sem",
-                                                       "ddim reconstruction ssim/T=100/xT=inferred"}
-    assert all(v == HOLDS for c, v in s.items() if c.startswith("dmz") or "sample_fid" in c)
-    assert INCOMPARABLE not in s.values()  # every check the rule reads has records on both sides
+    assert len(found) == 2 and all(body == script.render(args) for args, body in found)
+    for budget in ("v165k", "v256k"):  # 164,992 and 256,000 images: the same verdict on the same checks
+        folders = [page / "records" / f"{k}-{budget}" for k in ("diffae", "ddim", "dmz")]
+        assert all(f.as_posix().endswith(p) for f, p in zip(folders, found[("v165k", "v256k").index(budget)][0]
+                                                                .split("|")[2].replace(" ", "").split(",")))
+        verdict = judge("v3", load_rows([ROOT / "results" / "records" / "shapes"]), load_rows(folders), "shapes")
+        s = statuses(verdict)
+        assert not verdict.met
+        assert {c for c, v in s.items() if v == FAILS} == {"diffae linear_probe mean_auroc/rep=z_sem",
+                                                           "ddim reconstruction ssim/T=100/xT=inferred"}
+        assert all(v == HOLDS for c, v in s.items() if c.startswith("dmz") or "sample_fid" in c)
+        assert INCOMPARABLE not in s.values()  # every check the rule reads has records on both sides
 
 
 @pytest.mark.slow

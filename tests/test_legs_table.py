@@ -313,12 +313,13 @@ def test_the_v_shapes_page_cites_the_256k_diffae_and_dmz_from_their_records():
     """The third sitting's Diff-AE and DMZ-style figures: manifests (steps, loss, wall time over all sittings,
     latent loss), records (value and CI, as cited, against the 164,992-image and eps records) and per-image
     files (counts below FAILED_SSIM)."""
-    import hashlib
     import importlib.util
     import json
     import re
 
     import numpy as np
+
+    from diffae_bench.models.registry import model_fingerprint
 
     page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
     text = " ".join((page / "README.md").read_text().split("## Third sitting")[1].split())
@@ -337,8 +338,7 @@ def test_the_v_shapes_page_cites_the_256k_diffae_and_dmz_from_their_records():
         if folder.endswith("v256k"):  # the page's records are of the exports its manifests list
             files = [entry[kind]["files"][f]["sha256"] for f in ("checkpoint.safetensors", "latent.safetensors")
                      if f in entry[kind]["files"]]  # with a latent file, the model's id hashes both (models/registry.py)
-            assert record["model"]["checkpoint_sha256"] == (
-                files[0] if len(files) == 1 else hashlib.sha256("+".join(files).encode()).hexdigest())
+            assert record["model"]["checkpoint_sha256"] == model_fingerprint(files)
         return next(m for m in record["metrics"] if m["key"] == key)
 
     def ci(m):

@@ -319,7 +319,7 @@ def test_the_v_shapes_page_cites_the_256k_diffae_and_dmz_from_their_records():
 
     import numpy as np
 
-    from diffae_bench.models.registry import model_fingerprint
+    from diffae_bench.models.registry import checkpoint_id
 
     page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
     text = " ".join((page / "README.md").read_text().split("## Third sitting")[1].split())
@@ -338,7 +338,7 @@ def test_the_v_shapes_page_cites_the_256k_diffae_and_dmz_from_their_records():
         if folder.endswith("v256k"):  # the page's records are of the exports its manifests list
             files = [entry[kind]["files"][f]["sha256"] for f in ("checkpoint.safetensors", "latent.safetensors")
                      if f in entry[kind]["files"]]  # with a latent file, the model's id hashes both (models/registry.py)
-            assert record["model"]["checkpoint_sha256"] == model_fingerprint(files)
+            assert record["model"]["checkpoint_sha256"] == checkpoint_id(files)
         return next(m for m in record["metrics"] if m["key"] == key)
 
     def ci(m):

@@ -15,7 +15,7 @@ import pytest
 
 from diffae_bench.checkpoint import file_sha256
 from diffae_bench.models import load_model
-from diffae_bench.models.registry import model_fingerprint
+from diffae_bench.models.registry import checkpoint_id
 from diffae_bench.references import (CI_DIR, CPU_KERNELS, DATASETS, EXACT_DIR, MODELS_DIR, OPENBLAS_CORE, REFERENCES,
                                      ROOT, check, exact_baseline, lane_env, moved, numerics_id,
                                      numpy_avx512_targets)
@@ -36,7 +36,7 @@ def test_manifest_matches_the_committed_files_and_models_load_on_cpu(name):
     # The id records carry is the manifest's files' (pages check records against manifests through it).
     shas = [entry["files"][f]["sha256"] for f in ("checkpoint.safetensors", "latent.safetensors") if f in entry["files"]]
     assert len(shas) == (2 if entry["model"] == "diffae" else 1)
-    assert model.checkpoint_sha256 == model_fingerprint(shas)
+    assert model.checkpoint_sha256 == checkpoint_id(shas)
 
 
 def test_every_leaderboard_record_is_of_the_committed_model():

@@ -89,7 +89,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def model_fingerprint(file_sha256s: list[str]) -> str:
+def checkpoint_id(file_sha256s: list[str]) -> str:
     """A loaded model's id (records' `checkpoint_sha256`) from the sha256 of its weight files, in load order.
 
     One file (an autoencoder without a latent stage): that file's sha256, so the id can be checked
@@ -97,7 +97,7 @@ def model_fingerprint(file_sha256s: list[str]) -> str:
     the latent DDIM alone gives a new id (and new cache keys).
     """
     if not file_sha256s:
-        raise ValueError("a model fingerprint needs at least one file's sha256")
+        raise ValueError("a checkpoint id needs at least one file's sha256")
     return file_sha256s[0] if len(file_sha256s) == 1 else hashlib.sha256("+".join(file_sha256s).encode()).hexdigest()
 
 
@@ -130,6 +130,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", require_lat
         raise CheckpointError(f"{ckpt.parent} has no {LATENT_CHECKPOINT}; run `bench train --stage latent --out {ckpt.parent}`")
     load_state_strict(model, state, f"checkpoint {ckpt}")
     model.checkpoint_path = str(ckpt)
-    model.checkpoint_sha256 = model_fingerprint(fingerprint)
+    model.checkpoint_sha256 = checkpoint_id(fingerprint)
     model.train_meta = meta
     return model.to(device).eval()

@@ -76,6 +76,8 @@ def test_committed_per_image_files_average_to_their_records():
              "ddim-v256k.json": page / "records" / "ddim-v256k", "diffae-v256k.json": page / "records" / "diffae-v256k",
              "dmz-v256k.json": page / "records" / "dmz-v256k", "diffae-v256k-T20.json": page / "records" / "diffae-v256k",
              "dmz-v256k-T20.json": page / "records" / "dmz-v256k"}
+    refresh = ROOT / "results" / "records" / "shapes" / "cpu_refresh_2026-11-27"
+    pairs |= {f"{k}-eps-committed{t}.json": refresh / f"{k}-small-shapes" for k in ("diffae", "dmz") for t in ("", "-T20")}
     assert sorted(pairs) == sorted(p.name for p in (page / "per_image").glob("*.json"))  # every file has its record
     for name, folder in pairs.items():
         d = json.loads((page / "per_image" / name).read_text())
@@ -131,3 +133,27 @@ def test_the_v_shapes_page_cites_the_256k_flips_from_the_per_image_files():
     assert (f"{flips} in 100 come back in another colour, so its mean fell ({ssim['v165k'].mean():.3f} to "
             f"{ssim['v256k'].mean():.3f})") in readme
 
+
+
+def test_the_v_shapes_page_cites_the_eps_references_per_image():
+    """The bullet on the eps references' per-image scores: lowest at T = 100, medians and lowest at T = 20 beside
+    the v Diff-AE's, the counts below FAILED_SSIM, the lowest DMZ-style image (anti-oracle: another file's
+    figures, e.g. the v DMZ-style's T = 20 median 0.930, are not the cited ones)."""
+    page = ROOT / "results" / "legs" / "2026-11-28_cpu_v-shapes"
+    text = " ".join((page / "README.md").read_text().split())
+    bullet = text.split("**The eps references lose no image at T = 100")[1].split("- **")[0]
+    ssim = {n: np.asarray(json.loads((page / "per_image" / f"{n}.json").read_text())["ssim"])
+            for n in ("diffae-eps-committed", "dmz-eps-committed", "diffae-eps-committed-T20", "dmz-eps-committed-T20",
+                      "diffae-v256k-T20")}
+    failed = _script().FAILED_SSIM
+    assert all((ssim[n] >= failed).all() for n in ("diffae-eps-committed", "dmz-eps-committed"))
+    assert (f"lowest images score {ssim['diffae-eps-committed'].min():.3f} (Diff-AE) and "
+            f"{ssim['dmz-eps-committed'].min():.3f} (DMZ-style)") in bullet
+    d, v, m = ssim["diffae-eps-committed-T20"], ssim["diffae-v256k-T20"], ssim["dmz-eps-committed-T20"]
+    assert (f"Diff-AE's median is {np.median(d):.3f} (v: {np.median(v):.3f}) and its lowest {d.min():.3f} "
+            f"(v: {v.min():.3f}); DMZ-style's median {np.median(m):.3f}, lowest {m.min():.3f}") in bullet
+    assert f"({int((d < failed).sum())} and {int((m < failed).sum())} of 100 images;" in bullet
+    assert f"lost images for the v Diff-AE ({int((v < failed).sum())})" in bullet
+    assert np.median(v) > failed > np.median(d)  # "counts lost images only where the median sits well above it"
+    assert "(test image 7, a red circle)" in bullet and int(np.argmin(m)) == 7
+    assert f"mean (0.78) above the eps reference's ({d.mean():.3f})" in bullet and round(v.mean(), 2) == 0.78 > d.mean()

@@ -134,7 +134,7 @@ def rewrite(page: Path) -> int:
     """Regenerate every dmz-codes block of a page from the files its comment names (from the repository root)."""
     from diffae_bench.reporting import page_blocks
 
-    return page_blocks.rewrite(page, "dmz-codes", lambda args: table([ROOT / f.strip() for f in args.split("|")]))
+    return page_blocks.rewrite(page, "dmz-codes", lambda args: table([ROOT / f for f in page_blocks.arguments(args)]))
 
 
 def main() -> None:

@@ -113,7 +113,7 @@ BLOCK = page_blocks.pattern("leg-table")  # <!-- leg-table: MODEL | LABEL=FOLDER
 def rewrite(page: Path) -> int:
     """Regenerate every leg-table block of a page from the arguments in its comment; the number of blocks."""
     def render(args: str) -> str:
-        model, *columns = [part.strip() for part in args.split("|")]
+        model, *columns = page_blocks.arguments(args)
         return table(model, [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns])
 
     return page_blocks.rewrite(page, "leg-table", render)

@@ -97,7 +97,7 @@ def rewrite(page: Path) -> int:
     """Regenerate every recon-per-image block of a page from the files its comment names (from the repository root)."""
     from diffae_bench.reporting import page_blocks
 
-    return page_blocks.rewrite(page, "recon-per-image", lambda args: table([ROOT / f.strip() for f in args.split("|")]))
+    return page_blocks.rewrite(page, "recon-per-image", lambda args: table([ROOT / f for f in page_blocks.arguments(args)]))
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from diffae_bench.errors import BenchError  # noqa: E402
+from diffae_bench.reporting import page_blocks  # noqa: E402
 from diffae_bench.reporting.replacement import CURRENT_RULE, RULES, judge, tasks_needed  # noqa: E402
 from diffae_bench.reporting.tables import load_rows  # noqa: E402
 
@@ -41,7 +42,7 @@ def verdict_for(data: str, new: list[Path], rule: str = CURRENT_RULE, committed:
 
 def render(args: str) -> str:
     """A page's rule-verdict block from its comment: DATA | RULE | new records folders (comma-separated, from the root)."""
-    data, rule, folders = [part.strip() for part in args.split("|")]
+    data, rule, folders = page_blocks.arguments(args)
     verdict = verdict_for(data, [ROOT / f.strip() for f in folders.split(",")], rule)
     return verdict.markdown()
 
@@ -57,8 +58,6 @@ def main() -> int:
     ap.add_argument("--rewrite", type=Path, default=None, help="regenerate a page's rule-verdict blocks and exit")
     a = ap.parse_args()
     if a.rewrite:
-        from diffae_bench.reporting import page_blocks
-
         print(f"{a.rewrite}: {page_blocks.rewrite(a.rewrite, 'rule-verdict', render)} verdict(s) regenerated")
         return 0
     if a.data is None:

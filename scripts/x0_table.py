@@ -73,7 +73,9 @@ def table(log: Path | list[Path], start: Path | None = None, images_before: int 
 
 def render(args: str) -> str:
     """The table a block's comment names: LOG[,LOG...] | START or - | IMAGES_BEFORE [| FIRST_LEG], paths from the root."""
-    log, start, before, *first_leg = [part.strip() for part in args.split("|")]
+    from diffae_bench.reporting.page_blocks import arguments  # the suite only where a page is remade
+
+    log, start, before, *first_leg = arguments(args)
     return table([ROOT / p.strip() for p in log.split(",")], None if start == "-" else ROOT / start, int(before),
                  int(first_leg[0]) if first_leg else None)
 

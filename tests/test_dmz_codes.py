@@ -11,7 +11,7 @@ import torch
 
 from diffae_bench.baselines import DMZ, dmz_config_from_preset
 from diffae_bench.presets import PRESETS
-from diffae_bench.reporting.page_blocks import blocks
+from diffae_bench.reporting.page_blocks import arguments, blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "results" / "diagnostics" / "2026-11-28_dmz_hard_codes"
@@ -73,7 +73,7 @@ def test_the_page_quotes_the_generated_table_and_its_figures():
     found = blocks(text, "dmz-codes")
     assert found, "the page quotes no dmz-codes table"
     for spec, quoted in found:
-        files = [ROOT / f.strip() for f in spec.split("|")]
+        files = [ROOT / f for f in arguments(spec)]
         assert quoted == s.table(files), "regenerate with scripts/dmz_codes.py rewrite"
     flat = " ".join(text.split())
     for f in sorted(PAGE.glob("codes-*.json")):

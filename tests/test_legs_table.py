@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from diffae_bench.reporting.page_blocks import arguments
 from diffae_bench.reporting.page_blocks import blocks as page_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def test_leg_pages_quote_the_generated_table():
         blocks = leg_table.BLOCK.findall(page.read_text())  # the script's own block syntax (rewrite fills it)
         assert blocks or page_blocks(page.read_text(), "x0-table"), f"{page}: no generated table (its numbers would be typed)"
         for spec, quoted in blocks:
-            model, *columns = [part.strip() for part in spec.split("|")]
+            model, *columns = arguments(spec)
             cols = [(c.split("=", 1)[0], ROOT / c.split("=", 1)[1]) for c in columns]
             assert all(folder.is_dir() for _, folder in cols), cols
             assert quoted == leg_table.table(model, cols) + "\n", f"{page}: regenerate with scripts/leg_table.py --rewrite"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffae_bench.reporting.page_blocks import blocks
+from diffae_bench.reporting.page_blocks import arguments, blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_pages_quote_the_generated_per_image_table():
     assert pages, "no page quotes a per-image table"
     for page in pages:
         for spec, quoted in blocks(page.read_text(), "recon-per-image"):
-            files = [ROOT / f.strip() for f in spec.split("|")]
+            files = [ROOT / f for f in arguments(spec)]
             assert all(f.is_file() for f in files), files
             assert quoted == s.table(files), f"{page}: regenerate with scripts/recon_per_image.py table"
 

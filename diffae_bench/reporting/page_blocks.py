@@ -2,8 +2,9 @@
 
 Results pages (results/legs, results/diagnostics) quote tables that scripts make from committed files,
 never typed figures; each block's comment holds the arguments that remake it, so a page can be
-regenerated (`rewrite`) and a test can check every block (`blocks`). Used by scripts/leg_table.py,
-scripts/x0_table.py and scripts/recon_per_image.py.
+regenerated (`rewrite`) and a test can check every block (`blocks`). A comment's arguments are separated
+by "|" (`arguments`). Used by scripts/leg_table.py, scripts/x0_table.py, scripts/replacement_rule.py,
+scripts/recon_per_image.py and scripts/dmz_codes.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def pattern(name: str) -> re.Pattern:
 def blocks(text: str, name: str) -> list[tuple[str, str]]:
     """(arguments, quoted text without its final newline) of every NAME block in text."""
     return [(args, body[:-1] if body.endswith("\n") else body) for args, body in pattern(name).findall(text)]
+
+
+def arguments(args: str) -> list[str]:
+    """A block comment's arguments: `A | B | C` -> ["A", "B", "C"]."""
+    return [part.strip() for part in args.split("|")]
 
 
 def rewrite(page: Path, name: str, render: Callable[[str], str]) -> int:
